@@ -1,0 +1,73 @@
+"""The ``featx`` command line: a thin layer over the library API.
+
+Each command lives in its own module and is imported only when it runs (or when help
+lists it), so ``featx fit`` never pays for importing torch. Library errors
+(:class:`featx.errors.FeatxError`) become one line on stderr and exit status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from featx._version import __version__
+from featx.console import setup_logging
+from featx.errors import FeatxError
+
+# command name -> "module:attribute"; modules import the heavy library parts lazily.
+COMMANDS: dict[str, str] = {
+    "cache": "featx.cli.cache:cache",
+}
+
+EXIT_USAGE = 2
+
+
+class FeatxGroup(click.Group):
+    """A click group with lazily imported commands and featx's error handling."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module_name, attribute = COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attribute)
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FeatxError as error:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"featx: error: {error}", err=True)
+            ctx.exit(EXIT_USAGE)
+
+
+@click.group(cls=FeatxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="featx")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+def main(debug: bool, verbose: int, quiet: bool) -> None:
+    """featx: frozen pretrained backbones -> cached embeddings -> classical classifiers.
+
+    \b
+    Example:
+      featx extract --backbone resnet50        # CIFAR-10 features, cached under features/
+      featx fit --features resnet50 --clf logreg
+      featx report                             # reports/index.html
+    """
+    setup_logging(-1 if quiet else verbose)
+
+
+def run() -> None:  # pragma: no cover - console-script indirection for python -m
+    main(prog_name="featx")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

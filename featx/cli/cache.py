@@ -1,0 +1,150 @@
+"""``featx cache``: list, inspect and remove feature cache entries."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from featx.cli.options import cache_dir_option
+
+if TYPE_CHECKING:
+    from featx.cachefile import CacheInfo
+
+
+@click.group()
+def cache() -> None:
+    """Inspect and manage the feature cache.
+
+    \b
+    Example:
+      featx cache ls
+      featx cache info 3f2a9c
+      featx cache rm 3f2a9c
+    """
+
+
+@cache.command("ls")
+@cache_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per entry.")
+def ls(cache_dir: str | None, as_json: bool) -> None:
+    """List cached feature files: data set, backbone, weights, dims, rows, size, complete?
+
+    \b
+    Example:
+      featx cache ls
+    """
+    from featx.cachefile import list_entries
+    from featx.console import format_table, human_bytes
+
+    entries = list_entries(cache_dir)
+    if as_json:
+        for info in entries:
+            click.echo(json.dumps(_entry_summary(info), sort_keys=True))
+        return
+    if not entries:
+        click.echo("the cache is empty")
+        return
+    rows = []
+    for info in entries:
+        summary = _entry_summary(info)
+        rows.append([
+            summary["key"], summary["dataset"], summary["backbone"], summary["weights"], str(summary["dim"]),
+            " / ".join(f"{name} {n}" for name, n in summary["rows"].items()) or "-",
+            human_bytes(info.size_bytes), summary["state"],
+        ])
+    click.echo(format_table(rows, ["key", "dataset", "backbone", "weights", "dim", "rows", "size", "state"]))
+
+
+def _entry_summary(info: CacheInfo) -> dict[str, Any]:
+    if info.attrs.get("damaged"):
+        state = "damaged"
+    elif info.complete:
+        state = "complete"
+    elif info.partial:
+        state = "partial (resumable)"
+    else:
+        state = "incomplete"
+    weights = str(info.attrs.get("weights", "-"))
+    return {
+        "key": info.key,
+        "path": str(info.path),
+        "dataset": info.attrs.get("dataset", info.path.parent.name),
+        "backbone": info.attrs.get("backbone", "-"),
+        "weights": weights if len(weights) <= 32 else weights[:29] + "...",
+        "dim": info.dim,
+        "rows": {name: (s.n_rows if s.complete else f"{s.n_done}/{s.n_rows}") for name, s in info.splits.items()},
+        "size_bytes": info.size_bytes,
+        "state": state,
+    }
+
+
+@cache.command("info")
+@click.argument("key")
+@cache_dir_option
+def info(key: str, cache_dir: str | None) -> None:
+    """Show every attribute of one entry (KEY: a key, a unique prefix of one, or a path).
+
+    \b
+    Example:
+      featx cache info 3f2a9c
+    """
+    from featx.cachefile import find_entry, read_info
+
+    entry = read_info(find_entry(key, cache_dir))
+    click.echo(f"path: {entry.path}")
+    for name in sorted(entry.attrs):
+        click.echo(f"{name}: {json.dumps(entry.attrs[name]) if not isinstance(entry.attrs[name], str) else entry.attrs[name]}")
+    for split in entry.splits.values():
+        click.echo(
+            f"[{split.name}] rows={split.n_rows} dim={split.dim} complete={split.complete} n_done={split.n_done} "
+            f"seconds={split.seconds:.1f} images_per_second={split.images_per_second:.1f} device={split.device or '-'}"
+        )
+
+
+@cache.command("rm")
+@click.argument("keys", nargs=-1, required=True)
+@cache_dir_option
+def rm(keys: tuple[str, ...], cache_dir: str | None) -> None:
+    """Remove entries (KEY: a key, a unique prefix of one, or a path), partial files included.
+
+    \b
+    Example:
+      featx cache rm 3f2a9c
+    """
+    from featx.cachefile import remove_entry
+
+    for key in keys:
+        for path in remove_entry(key, cache_dir):
+            click.echo(f"removed {path}")
+
+
+@cache.command("verify")
+@click.argument("keys", nargs=-1)
+@cache_dir_option
+def verify(keys: tuple[str, ...], cache_dir: str | None) -> None:
+    """Re-check entries end to end (opens, format, completeness, shapes, checksums).
+
+    Checks every final file in the cache when no KEY is given; exit status 2 when any
+    file has a problem.
+
+    \b
+    Example:
+      featx cache verify
+    """
+    from featx.cachefile import find_entry, list_entries, verify_file
+    from featx.errors import CacheError
+
+    targets = [find_entry(k, cache_dir) for k in keys] if keys else [e.path for e in list_entries(cache_dir) if not e.partial]
+    bad = 0
+    for path in targets:
+        problems = verify_file(path)
+        if problems:
+            bad += 1
+            for problem in problems:
+                click.echo(f"BAD {problem}")
+        else:
+            click.echo(f"ok  {path}")
+    if bad:
+        raise CacheError(f"{bad} of {len(targets)} cache files failed verification")
