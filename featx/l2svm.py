@@ -37,7 +37,10 @@ import scipy.linalg
 log = logging.getLogger(__name__)
 
 GRAD_TOL = 1e-6
+STEP_TOL = 1e-7
 MAX_NEWTON_ITER = 100
+#: memory for the per-class Hessian blocks kept between iterations (float32)
+GRAM_CACHE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -172,23 +175,27 @@ class _ClassState:
 
 
 class _GramCache:
-    """Builds per-class ``X~_A^T X~_A`` by the cheapest route: update, from scratch, or complement."""
+    """Builds per-class ``X~_A^T X~_A`` by the cheapest route: update, from scratch, or complement.
 
-    def __init__(self, problem: SquaredHingeProblem) -> None:
+    With ``keep`` false (many classes times many features would not fit the memory
+    budget) nothing is kept per class between iterations, so the update route is off.
+    """
+
+    def __init__(self, problem: SquaredHingeProblem, *, keep: bool = True) -> None:
         self.problem = problem
+        self.keep = keep
         self.full: np.ndarray | None = None
 
     def hessian_block(self, state: _ClassState, mask: np.ndarray) -> np.ndarray:
         n = len(mask)
         n_active = int(mask.sum())
         costs = {"scratch": n_active, "complement": (n - n_active) + (0 if self.full is not None else n)}
-        if state.gram is not None and state.mask is not None:
+        if state.gram is not None and state.mask is not None:  # kept from the last iteration
             enter = mask & ~state.mask
             leave = state.mask & ~mask
             costs["update"] = int(enter.sum() + leave.sum())
         route = min(costs, key=costs.__getitem__)
         if route == "update":
-            assert state.gram is not None
             gram = state.gram
             if enter.any():
                 gram += self.problem.gram(enter)
@@ -200,7 +207,8 @@ class _GramCache:
             if self.full is None:
                 self.full = self.problem.gram(np.ones(n, dtype=bool))
             gram = self.full - self.problem.gram(~mask) if n_active < n else self.full.copy()
-        state.gram, state.mask = gram, mask.copy()
+        if self.keep:
+            state.gram, state.mask = gram, mask.copy()
         return gram
 
 
@@ -230,7 +238,7 @@ def solve_path(
     problem = SquaredHingeProblem(np.ascontiguousarray(X, dtype=np.float32), np.asarray(Y, dtype=np.float32), float(bias))
     order = np.argsort(np.asarray(Cs, dtype=np.float64), kind="stable")
     states = [_ClassState() for _ in range(problem.Y.shape[1])]
-    cache = _GramCache(problem)
+    cache = _GramCache(problem, keep=problem.Y.shape[1] * problem.n_params**2 * 4 <= GRAM_CACHE_BYTES)
     W = np.zeros((problem.n_params, problem.Y.shape[1]), dtype=np.float64)
     solutions: list[np.ndarray] = [np.empty(0)] * len(Cs)
     for index in order:
@@ -268,7 +276,10 @@ def _newton(
             if np.linalg.norm(G[:, j]) <= grad_tol * g0[k]:
                 continue
             hessian = eye + (2 * C) * cache.hessian_block(states[k], active[:, j]).astype(np.float64)
-            directions[:, j] = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian, check_finite=False), G[:, j], check_finite=False)
+            direction = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian, check_finite=False), G[:, j], check_finite=False)
+            # a step below float32 resolution of the weights changes nothing: converged
+            if np.linalg.norm(direction) > STEP_TOL * np.linalg.norm(W[:, k]):
+                directions[:, j] = direction
         moving = np.flatnonzero(np.abs(directions).max(axis=0) > 0)
         if len(moving) == 0:
             return W
@@ -290,6 +301,6 @@ def _newton(
         todo = still
         if not todo.any():
             return W
-        log.debug("C=%g iteration %d: %d problems left", C, iteration, int(todo.sum()))
+        log.debug("C=%g Newton iteration %d: %d problems left", C, iteration + 1, int(todo.sum()))
     log.warning("squared-hinge Newton solver stopped after %d iterations at C=%g (%d problems not converged)", max_iter, C, int(todo.sum()))
     return W

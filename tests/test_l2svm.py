@@ -87,3 +87,13 @@ def test_gram_routes_agree() -> None:
         augmented = np.hstack([X[mask], np.ones((mask.sum(), 1), dtype=np.float32)]).astype(np.float64)
         expected = augmented.T @ augmented
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-2)
+
+
+def test_without_kept_hessian_blocks_the_optimum_is_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many classes x many features: per-class blocks are not kept (memory), same answer."""
+    X, y, _, _ = _data(separation=0.5)
+    targets = l2svm.one_vs_rest_targets(y, np.unique(y))
+    kept = l2svm.solve_path(X, targets, [0.01, 1.0])
+    monkeypatch.setattr(l2svm, "GRAM_CACHE_BYTES", 0)
+    for with_cache, without in zip(kept, l2svm.solve_path(X, targets, [0.01, 1.0])):
+        np.testing.assert_allclose(without, with_cache, rtol=1e-4, atol=1e-7)
