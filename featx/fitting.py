@@ -235,8 +235,8 @@ def fit(
     log.info("best %s: CV accuracy %.4f +/- %.4f (search %.1f s)", format_point(points[best]), means[best], stds[best], search_seconds)
 
     model = build_pipeline(spec, scale=config.scale, pca=config.pca, seed=config.seed, params=points[best])
-    # One fit, BLAS single-threaded: its products are skinny (n x d times d x classes) and
-    # OpenBLAS threads made lbfgs 3x slower on the 2-core machine this was measured on.
+    # BLAS single-threaded, as in the folds: the products are skinny (n x d times d x
+    # classes) and OpenBLAS threads made lbfgs 3x slower on the machine this was measured on.
     with collect_warnings() as refit_warnings, threadpool_limits(limits=1, user_api="blas"):
         fit_start = time.perf_counter()
         model.fit(X, y)

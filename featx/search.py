@@ -15,8 +15,8 @@ point for point and fold for fold; the work is shared where the maths allows:
   measured 26% faster but changed up to 35 of 4,000 validation predictions at C=1,
   because lbfgs at its default tolerance stops short of the optimum, at a point that
   depends on where it started);
-* folds run in parallel with joblib; the feature matrix is shared with the workers
-  (memory-mapped), never copied per grid point.
+* folds run in parallel with joblib, each with single-threaded BLAS; the feature matrix
+  is shared with the workers (memory-mapped), never copied per grid point.
 
 Every function here takes arrays and returns numbers; nothing reads or writes files.
 """
@@ -35,6 +35,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import ParameterGrid, StratifiedKFold
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from featx import l2svm
 from featx.metrics import accuracy
@@ -245,7 +246,9 @@ def collect_warnings() -> Iterator[list[str]]:
 def score_fold(index: int, pipeline: Pipeline, searcher: Searcher, X: np.ndarray, y: np.ndarray, fold: Fold, points: Sequence[Point]) -> FoldResult:
     """Score every grid point on one fold (runs in a joblib worker)."""
     start = time.perf_counter()
-    with collect_warnings() as messages:
+    # BLAS single-threaded: parallelism is across folds (see RESULTS.md: two OpenBLAS
+    # threads made lbfgs 3x slower than one on the 2-core machine this was measured on)
+    with collect_warnings() as messages, threadpool_limits(limits=1, user_api="blas"):
         prefix = pipeline[:-1] if len(pipeline.steps) > 1 else None
         X_train, X_val = transform_fold(prefix, X, y, fold)
         scores = searcher(pipeline.steps[-1][1], X_train, y[fold[0]], X_val, y[fold[1]], points)

@@ -11,6 +11,7 @@ import pytest
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from featx.classifiers import build_pipeline, get_classifier
 from featx.search import (
@@ -36,7 +37,7 @@ def _ours(pipeline: Pipeline, searcher: Any, X: np.ndarray, y: np.ndarray, grid:
 
 def _reference(pipeline: Pipeline, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]], folds: list) -> tuple[np.ndarray, int]:
     search = GridSearchCV(pipeline, {f"clf__{k}": list(v) for k, v in grid.items()}, cv=folds, refit=False)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):  # fast on 2 shared cores
         warnings.simplefilter("ignore")
         search.fit(X, y)
     scores = np.stack([search.cv_results_[f"split{i}_test_score"] for i in range(len(folds))], axis=1)
