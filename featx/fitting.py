@@ -32,9 +32,9 @@ from featx.classifiers import ClassifierSpec, Scale, build_pipeline, get_classif
 from featx.console import progress
 from featx.errors import CacheError, ConfigError, FitError
 from featx.grids import GridValue, format_value
-from featx.metrics import classification_scores, top_k_accuracy
-from featx.records import ClassScore, FeatureSource, GridPointScore, RunRecord, existing_record, jsonable, run_key, run_stem, save_run
-from featx.search import FoldResult, best_index, collect_warnings, cross_validate_grid, grid_points, stratified_folds
+from featx.metrics import ClassificationScores, classification_scores, top_k_accuracy
+from featx.records import ClassScore, FeatureSource, GridPointScore, RunRecord, existing_record, jsonable, run_key, run_stem, save_run, source_names
+from featx.search import best_index, collect_warnings, cross_validate_grid, grid_points, stratified_folds
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,8 @@ class RunPlan:
     features_path: Path
     info: cachefile.CacheInfo
     key: str
+    dataset: str
+    backbone: str
     stem: str
 
     @property
@@ -140,9 +142,9 @@ def plan_run(
     path = cachefile.resolve_features(features, dataset=dataset, cache_dir=cache_dir)
     info = cachefile.open_features(path, splits=("train", "test"))
     key = run_key(config.identity(info.key))
-    data_set = str(info.attrs.get("dataset") or path.parent.name)
-    backbone = str(info.attrs.get("backbone") or path.stem.rsplit("__", 1)[0])
-    return RunPlan(features_path=path, info=info, key=key, stem=run_stem(dataset=data_set, backbone=backbone, features_key=info.key, clf=config.clf, key=key))
+    data_set, backbone = source_names(info)
+    stem = run_stem(dataset=data_set, backbone=backbone, features_key=info.key, clf=config.clf, key=key)
+    return RunPlan(features_path=path, info=info, key=key, dataset=data_set, backbone=backbone, stem=stem)
 
 
 def find_existing(
@@ -212,88 +214,17 @@ def fit(
         if found is not None:
             log.info("up-to-date record exists: %s", found.path(reports_dir))
             return found
-    spec = config.spec
-    X, y, X_test, y_test, read_seconds = _read(plan)
-    class_names = plan.info.class_names or [str(i) for i in range(int(max(y.max(), y_test.max())) + 1)]
-    _check_data(config, y, X.shape[1], class_names)
+    data = _read(plan)
+    _check_data(config, data)
     log.info(
         "%s on %s: %d train / %d test rows, %d features, %d classes",
-        config.clf, plan.features_path.name, len(y), len(y_test), X.shape[1], len(class_names),
+        config.clf, plan.features_path.name, len(data.y), len(data.y_test), data.X.shape[1], len(data.class_names),
     )
-
-    folds = stratified_folds(y, config.cv, config.seed)
-    _check_fold_sizes(config, folds)
-    points = grid_points(config.resolved_grid)
-    pipeline = build_pipeline(spec, scale=config.scale, pca=config.pca, seed=config.seed)
-    search_start = time.perf_counter()
-    fold_results = _search(config, pipeline, X, y, points, folds)
-    search_seconds = time.perf_counter() - search_start
-    fold_scores = np.stack([r.scores for r in fold_results], axis=1)
-    means = np.average(fold_scores, axis=1)
-    stds = np.sqrt(np.average((fold_scores - means[:, None]) ** 2, axis=1))
-    best = best_index(means)
-    log.info("best %s: CV accuracy %.4f +/- %.4f (search %.1f s)", format_point(points[best]), means[best], stds[best], search_seconds)
-
-    model = build_pipeline(spec, scale=config.scale, pca=config.pca, seed=config.seed, params=points[best])
-    # BLAS single-threaded, as in the folds: the products are skinny (n x d times d x
-    # classes) and OpenBLAS threads made lbfgs 3x slower on the machine this was measured on.
-    with collect_warnings() as refit_warnings, threadpool_limits(limits=1, user_api="blas"):
-        fit_start = time.perf_counter()
-        model.fit(X, y)
-        fit_seconds = time.perf_counter() - fit_start
-        predict_start = time.perf_counter()
-        predicted = model.predict(X_test)
-        scores = _scores(model, X_test)
-        predict_seconds = time.perf_counter() - predict_start
-    messages = list(dict.fromkeys([m for r in fold_results for m in r.warnings] + refit_warnings))
-    for message in messages:
+    search = _cross_validate(config, data)
+    model, test = _refit_and_test(config, search.best_params, data)
+    for message in dict.fromkeys(search.warnings + test.warnings):
         log.warning("%s", message)
-
-    test = classification_scores(y_test, predicted, len(class_names))
-    top5 = top_k_accuracy(y_test, scores, model.classes_) if scores is not None else None
-    log.info("test accuracy %.4f (refit %.1f s, predict %.2f s)", test.accuracy, fit_seconds, predict_seconds)
-    ranks = _ranks(means)
-    record = RunRecord(
-        run_key=plan.key,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        featx_version=__version__,
-        clf=config.clf,
-        estimator=type(model.steps[-1][1]).__name__,
-        estimator_params=jsonable(spec.fixed_params(config.seed)),
-        pipeline=[f"{name}: {step!r}" for name, step in model.steps],
-        features=_feature_source(plan, len(y), len(y_test), X.shape[1]),
-        class_names=list(class_names),
-        cv=config.cv,
-        scale=Scale(config.scale).value,
-        pca=config.pca,
-        seed=config.seed,
-        grid={name: list(values) for name, values in config.resolved_grid.items()},
-        cv_results=[
-            GridPointScore(params=jsonable(point), mean=float(means[i]), std=float(stds[i]), fold_scores=[float(s) for s in fold_scores[i]], rank=int(ranks[i]))
-            for i, point in enumerate(points)
-        ],
-        best_params=jsonable(points[best]),
-        cv_best_score=float(means[best]),
-        cv_best_std=float(stds[best]),
-        test_accuracy=test.accuracy,
-        top5_accuracy=top5,
-        macro_f1=test.macro_f1,
-        per_class=[
-            ClassScore(index=i, name=name, precision=float(test.precision[i]), recall=float(test.recall[i]), f1=float(test.f1[i]), support=int(test.support[i]))
-            for i, name in enumerate(class_names)
-        ],
-        confusion_matrix=test.confusion.astype(int).tolist(),
-        read_seconds=read_seconds,
-        search_seconds=search_seconds,
-        fit_seconds=fit_seconds,
-        predict_seconds=predict_seconds,
-        total_seconds=time.perf_counter() - started,
-        n_jobs=config.n_jobs,
-        record_file=plan.record_file,
-        model_file=plan.model_file,
-        warnings=messages,
-        environment=_environment(),
-    )
+    record = _record(config, plan, data, search, test, model, total_seconds=time.perf_counter() - started)
     if save:
         record_path, _ = save_run(record, model, reports_dir)
         log.info("record: %s", record_path)
@@ -303,21 +234,72 @@ def fit(
 # --------------------------------------------------------------------------- steps
 
 
-def _read(plan: RunPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """Read both splits once; the feature widths must agree."""
+@dataclass(frozen=True)
+class _Data:
+    """Both splits of a feature file, read once."""
+
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Search:
+    """Cross-validation outcome: accuracy per grid point and fold."""
+
+    points: list[dict[str, Any]]
+    fold_scores: np.ndarray  # (n_points, n_folds)
+    seconds: float
+    warnings: list[str]
+
+    @property
+    def means(self) -> np.ndarray:
+        return np.average(self.fold_scores, axis=1)
+
+    @property
+    def stds(self) -> np.ndarray:
+        return np.sqrt(np.average((self.fold_scores - self.means[:, None]) ** 2, axis=1))
+
+    @property
+    def best(self) -> int:
+        return best_index(self.means)
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return self.points[self.best]
+
+
+@dataclass(frozen=True)
+class _Test:
+    """The refit model's scores on the test split."""
+
+    scores: ClassificationScores
+    top5: float | None
+    fit_seconds: float
+    predict_seconds: float
+    warnings: list[str]
+
+
+def _read(plan: RunPlan) -> _Data:
+    """Read both splits once; the feature widths must agree and neither may be empty."""
     start = time.perf_counter()
     X, y = cachefile.read_split(plan.features_path, "train")
     X_test, y_test = cachefile.read_split(plan.features_path, "test")
     if X.shape[1] != X_test.shape[1]:
         raise CacheError(f"{plan.features_path}: train has {X.shape[1]} feature columns but test has {X_test.shape[1]}")
-    if len(y_test) == 0:
-        raise FitError(f"{plan.features_path}: the test split is empty")
-    return X, y, X_test, y_test, time.perf_counter() - start
+    for name, labels in (("train", y), ("test", y_test)):
+        if len(labels) == 0:
+            raise FitError(f"{plan.features_path}: the {name} split is empty")
+    class_names = plan.info.class_names or [str(i) for i in range(int(max(y.max(), y_test.max())) + 1)]
+    return _Data(X, y, X_test, y_test, class_names, time.perf_counter() - start)
 
 
-def _check_data(config: FitConfig, y: np.ndarray, n_features: int, class_names: Sequence[str]) -> None:
+def _check_data(config: FitConfig, data: _Data) -> None:
     """Refuse what cross-validation cannot do, before any work."""
-    counts = np.bincount(y, minlength=len(class_names))
+    counts = np.bincount(data.y, minlength=len(data.class_names))
     present = np.flatnonzero(counts)
     if len(present) < 2:
         raise FitError(f"the train split has {len(present)} class(es); a classifier needs at least 2")
@@ -325,8 +307,9 @@ def _check_data(config: FitConfig, y: np.ndarray, n_features: int, class_names: 
     if counts[smallest] < config.cv:
         hint = f"use --cv {counts[smallest]} or fewer" if counts[smallest] >= 2 else "add samples of it"
         raise FitError(
-            f"class {class_names[smallest]!r} has {counts[smallest]} training samples, fewer than the {config.cv} CV folds; {hint}"
+            f"class {data.class_names[smallest]!r} has {counts[smallest]} training samples, fewer than the {config.cv} CV folds; {hint}"
         )
+    n_features = data.X.shape[1]
     if config.pca is not None and config.pca > n_features:
         raise FitError(f"--pca {config.pca} asks for more components than the {n_features} feature columns")
 
@@ -340,16 +323,94 @@ def _check_fold_sizes(config: FitConfig, folds: Sequence[tuple[np.ndarray, np.nd
         raise FitError(f"k={k_max} neighbours is more than the {smallest} training rows of a CV fold; lower --k-grid")
 
 
-def _search(config: FitConfig, pipeline: Any, X: np.ndarray, y: np.ndarray, points: list[dict[str, Any]], folds: list[Any]) -> list[FoldResult]:
+def _cross_validate(config: FitConfig, data: _Data) -> _Search:
     from joblib import effective_n_jobs
 
+    folds = stratified_folds(data.y, config.cv, config.seed)
+    _check_fold_sizes(config, folds)
+    points = grid_points(config.resolved_grid)
+    pipeline = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed)
     workers = max(1, min(effective_n_jobs(config.n_jobs), len(folds)))
     log.info("searching %d grid point(s) x %d folds with %d worker(s)", len(points), len(folds), workers)
+    start = time.perf_counter()
     with progress(total=len(folds), desc=f"{config.clf} cv", unit="fold") as bar:
         try:
-            return cross_validate_grid(pipeline, config.spec.searcher, X, y, points, folds, n_jobs=config.n_jobs, on_fold=lambda _: bar.update(1))
+            results = cross_validate_grid(pipeline, config.spec.searcher, data.X, data.y, points, folds, n_jobs=config.n_jobs, on_fold=lambda _: bar.update(1))
         except (ValueError, np.linalg.LinAlgError) as error:
             raise FitError(f"{config.clf} failed during cross-validation: {error}") from error
+    search = _Search(
+        points=points,
+        fold_scores=np.stack([r.scores for r in results], axis=1),
+        seconds=time.perf_counter() - start,
+        warnings=[message for r in results for message in r.warnings],
+    )
+    best = search.best
+    log.info("best %s: CV accuracy %.4f +/- %.4f (search %.1f s)", format_point(search.best_params), search.means[best], search.stds[best], search.seconds)
+    return search
+
+
+def _refit_and_test(config: FitConfig, params: Mapping[str, Any], data: _Data) -> tuple[Any, _Test]:
+    """Refit the chosen point on the whole train split with the genuine estimator; score the test split once."""
+    model = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed, params=params)
+    # BLAS single-threaded, as in the folds: the products are skinny (n x d times d x
+    # classes) and OpenBLAS threads made lbfgs 3x slower on the machine this was measured on.
+    with collect_warnings() as messages, threadpool_limits(limits=1, user_api="blas"):
+        start = time.perf_counter()
+        model.fit(data.X, data.y)
+        fit_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        predicted = model.predict(data.X_test)
+        scores = _scores(model, data.X_test)
+        predict_seconds = time.perf_counter() - start
+    test = classification_scores(data.y_test, predicted, len(data.class_names))
+    top5 = top_k_accuracy(data.y_test, scores, model.classes_) if scores is not None else None
+    log.info("test accuracy %.4f (refit %.1f s, predict %.2f s)", test.accuracy, fit_seconds, predict_seconds)
+    return model, _Test(test, top5, fit_seconds, predict_seconds, messages)
+
+
+def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test: _Test, model: Any, *, total_seconds: float) -> RunRecord:
+    means, stds, ranks, scores = search.means, search.stds, _ranks(search.means), test.scores
+    return RunRecord(
+        run_key=plan.key,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        featx_version=__version__,
+        clf=config.clf,
+        estimator=type(model.steps[-1][1]).__name__,
+        estimator_params=jsonable(config.spec.fixed_params(config.seed)),
+        pipeline=[f"{name}: {step!r}" for name, step in model.steps],
+        features=_feature_source(plan, data),
+        class_names=list(data.class_names),
+        cv=config.cv,
+        scale=Scale(config.scale).value,
+        pca=config.pca,
+        seed=config.seed,
+        grid={name: list(values) for name, values in config.resolved_grid.items()},
+        cv_results=[
+            GridPointScore(params=jsonable(point), mean=float(means[i]), std=float(stds[i]), fold_scores=[float(s) for s in search.fold_scores[i]], rank=int(ranks[i]))
+            for i, point in enumerate(search.points)
+        ],
+        best_params=jsonable(search.best_params),
+        cv_best_score=float(means[search.best]),
+        cv_best_std=float(stds[search.best]),
+        test_accuracy=scores.accuracy,
+        top5_accuracy=test.top5,
+        macro_f1=scores.macro_f1,
+        per_class=[
+            ClassScore(index=i, name=name, precision=float(scores.precision[i]), recall=float(scores.recall[i]), f1=float(scores.f1[i]), support=int(scores.support[i]))
+            for i, name in enumerate(data.class_names)
+        ],
+        confusion_matrix=scores.confusion.astype(int).tolist(),
+        read_seconds=data.seconds,
+        search_seconds=search.seconds,
+        fit_seconds=test.fit_seconds,
+        predict_seconds=test.predict_seconds,
+        total_seconds=total_seconds,
+        n_jobs=config.n_jobs,
+        record_file=plan.record_file,
+        model_file=plan.model_file,
+        warnings=list(dict.fromkeys(search.warnings + test.warnings)),
+        environment=_environment(),
+    )
 
 
 def _scores(model: Any, X: np.ndarray) -> np.ndarray | None:
@@ -372,18 +433,18 @@ def format_point(point: Mapping[str, Any]) -> str:
     return ", ".join(f"{name}={format_value(value)}" for name, value in point.items())
 
 
-def _feature_source(plan: RunPlan, n_train: int, n_test: int, dim: int) -> FeatureSource:
+def _feature_source(plan: RunPlan, data: _Data) -> FeatureSource:
     attrs = {name: value for name, value in plan.info.attrs.items() if name != "class_names"}
     weights = attrs.get("weights")
     return FeatureSource(
         path=str(plan.features_path),
         key=plan.info.key,
-        dataset=str(attrs.get("dataset") or plan.features_path.parent.name),
-        backbone=str(attrs.get("backbone") or plan.features_path.stem.rsplit("__", 1)[0]),
+        dataset=plan.dataset,
+        backbone=plan.backbone,
         weights=None if weights in (None, "") else str(weights),
-        feature_dim=dim,
-        n_train=n_train,
-        n_test=n_test,
+        feature_dim=int(data.X.shape[1]),
+        n_train=len(data.y),
+        n_test=len(data.y_test),
         attrs=jsonable(attrs),
         splits={
             name: {"n_rows": s.n_rows, "seconds": s.seconds, "images_per_second": s.images_per_second, "device": s.device}

@@ -29,7 +29,7 @@ from featx import cachefile, paths
 from featx.atomic import atomic_write_bytes, atomic_write_text
 from featx.classifiers import Scale, make_scaler
 from featx.errors import ConfigError, FitError
-from featx.records import jsonable
+from featx.records import jsonable, source_names
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +132,14 @@ def pca(
     class_names = info.class_names or [str(i) for i in range(int(y_test.max()) + 1)]
     components_for = {f"{round(f * 100)}%": components_needed(ratio, f) for f in VARIANCE_MARKS}
 
-    backbone = str(info.attrs.get("backbone") or path.stem.rsplit("__", 1)[0])
+    data_set, backbone = source_names(info)
     stem = f"{cachefile.safe_name(backbone)}__{cachefile.safe_name(info.key)}__{Scale(scale).value}"
     folder = paths.reports_dir(reports_dir) / PCA_DIR
-    title = f"{backbone} ({info.attrs.get('dataset', path.parent.name)}, {X.shape[1]}-d, scale {Scale(scale).value})"
+    title = f"{backbone} ({data_set}, {X.shape[1]}-d, scale {Scale(scale).value})"
     scatter = atomic_write_bytes(folder / f"{stem}__scatter.png", _scatter_png(points, y_test[sample], class_names, ratio, f"{title}\ntest split, up to {per_class} points per class"))
     variance = atomic_write_bytes(folder / f"{stem}__variance.png", _variance_png(ratio, components_for, title))
     summary = {
-        "features": {"path": str(path), "key": info.key, "backbone": backbone, "dataset": info.attrs.get("dataset")},
+        "features": {"path": str(path), "key": info.key, "backbone": backbone, "dataset": data_set},
         "scale": Scale(scale).value,
         "n_train": int(X.shape[0]),
         "feature_dim": int(X.shape[1]),

@@ -29,7 +29,7 @@ import numpy as np
 
 from featx import paths
 from featx.atomic import atomic_path, atomic_write_text
-from featx.cachefile import safe_name
+from featx.cachefile import CacheInfo, safe_name
 from featx.errors import ReportError
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,17 @@ def run_key(identity: Mapping[str, Any]) -> str:
     """Hash of a run's identity (16 hex characters); key order does not matter."""
     canonical = json.dumps({**jsonable(identity), "schema_version": SCHEMA_VERSION}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def source_names(info: CacheInfo) -> tuple[str, str]:
+    """``(dataset, backbone)`` of a feature file: its attributes, else its folder and file name.
+
+    Files written by other tools may lack the attributes: ``<folder>/<name>__<key>.h5``
+    gives dataset ``<folder>`` and backbone ``<name>``.
+    """
+    dataset = str(info.attrs.get("dataset") or info.path.parent.name)
+    backbone = str(info.attrs.get("backbone") or info.path.stem.rsplit("__", 1)[0])
+    return dataset, backbone
 
 
 def run_stem(*, dataset: str, backbone: str, features_key: str, clf: str, key: str) -> str:

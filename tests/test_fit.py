@@ -292,6 +292,14 @@ def test_a_class_with_fewer_members_than_folds(tmp_path: Path) -> None:
     assert featx.fit(path, clf="logreg", cv=3, grid={"C": [1]}, n_jobs=1).cv == 3
 
 
+def test_an_empty_test_split(tmp_path: Path) -> None:
+    arrays = make_features(n_train=30, n_test=0, dim=4, n_classes=3)
+    path = cachefile.write_features(tmp_path / "empty__00ff00ff00ff00ff.h5", arrays, class_names=["a", "b", "c"])
+    with pytest.raises(FitError, match="the test split is empty"):
+        featx.fit(path, clf="knn", cv=3, n_jobs=1)
+    assert _written() == []
+
+
 def test_api_surface() -> None:
     import featx.fitting  # noqa: F401  (importing the module must not shadow the verb)
     import featx.projection  # noqa: F401
