@@ -190,3 +190,29 @@ def test_progress_log_reaches_stderr_on_every_invocation(cached: Path) -> None:
         result = CliRunner().invoke(main, ["fit", "--features", "resnet50", "--clf", "logreg", "--C-grid", "1", "--cv", "3", "--n-jobs", "1"])
         assert result.exit_code == 0, result.output
         assert "featx: best C=1: CV accuracy" in result.stderr
+
+
+def test_a_new_classifier_is_one_registry_entry(cached: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register a ridge classifier (no dedicated searcher, no CLI change) and sweep it with --grid."""
+    from sklearn.linear_model import RidgeClassifier
+
+    from featx import classifiers
+    from featx.grids import ValueRule
+    from featx.search import search_each
+
+    ridge = classifiers.ClassifierSpec(
+        name="ridge",
+        summary="RidgeClassifier",
+        make_estimator=lambda seed: RidgeClassifier(),
+        grid=(classifiers.GridParam("alpha", "--grid alpha=", ValueRule("float", exclusive_minimum=0.0), (1.0,), "regularisation"),),
+        searcher=search_each,
+    )
+    monkeypatch.setitem(classifiers.CLASSIFIERS, "ridge", ridge)
+    assert "ridge" in CliRunner().invoke(main, ["fit", "--help"]).output
+    result = _run("fit", "--features", "resnet50", "--clf", "ridge", "--grid", "alpha=logspace:-1:1:3", "--cv", "3", "--n-jobs", "1", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["estimator"] == "RidgeClassifier" and record["grid"] == {"alpha": [0.1, 1.0, 10.0]}
+    assert record["top5_accuracy"] is not None  # decision_function gives scores
+    wrong = _run("fit", "--features", "resnet50", "--clf", "ridge", "--C-grid", "1")
+    assert wrong.exit_code == 2 and "--C-grid does not apply to ridge" in wrong.stderr
