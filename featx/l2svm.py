@@ -293,7 +293,7 @@ def _newton(
             # each term crosses its breakpoint at most once along the line, so an unchanged
             # active set means the step stayed on one quadratic piece: the Newton step was
             # exact there, and the new point is its minimiser, the optimum.
-            if np.array_equal((1.0 - y * (Z[:, j] + A[:, m])) > 0, active[:, j]):
+            if np.array_equal((1.0 - y * (Z[:, j] + step * A[:, m])) > 0, active[:, j]):
                 done_now.append(k)
         still = todo.copy()
         still[columns[np.setdiff1d(np.arange(len(columns)), moving)]] = False
