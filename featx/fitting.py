@@ -31,7 +31,7 @@ from featx._version import __version__
 from featx.classifiers import ClassifierSpec, Scale, build_pipeline, get_classifier
 from featx.console import progress
 from featx.errors import CacheError, ConfigError, FitError
-from featx.grids import GridValue, format_value
+from featx.grids import GridValue, format_point
 from featx.metrics import ClassificationScores, classification_scores, top_k_accuracy
 from featx.records import ClassScore, FeatureSource, GridPointScore, RunRecord, existing_record, jsonable, run_key, run_stem, save_run, source_names
 from featx.search import best_index, collect_warnings, cross_validate_grid, grid_points, stratified_folds
@@ -426,11 +426,6 @@ def _ranks(means: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
     return rankdata(-means, method="min").astype(int)
-
-
-def format_point(point: Mapping[str, Any]) -> str:
-    """``C=0.01`` / ``metric=cosine, n_neighbors=5, weights=distance``."""
-    return ", ".join(f"{name}={format_value(value)}" for name, value in point.items())
 
 
 def _feature_source(plan: RunPlan, data: _Data) -> FeatureSource:

@@ -17,7 +17,7 @@ Negative numbers look like options to click: write ``--C-grid=-1,2``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
@@ -218,3 +218,8 @@ def format_value(value: GridValue) -> str:
 def format_values(values: Sequence[GridValue]) -> str:
     """Values as a user would type them: ``0.001,0.01`` / ``1,3,5`` / ``uniform,distance``."""
     return ",".join(format_value(v) for v in values)
+
+
+def format_point(point: Mapping[str, GridValue]) -> str:
+    """A grid point as ``C=0.01`` / ``metric=cosine, n_neighbors=5, weights=distance``."""
+    return ", ".join(f"{name}={format_value(value)}" for name, value in point.items())

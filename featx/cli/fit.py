@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -118,13 +118,13 @@ def grid_from_options(spec: ClassifierSpec, given: dict[str, str], extra: tuple[
 def summary(record: RunRecord, reports_dir: str | None) -> str:
     """The human-readable result: CV score per grid point, the best, test scores, files."""
     from featx.console import format_table
-    from featx.fitting import format_point
+    from featx.grids import format_point, format_value
 
     names = list(record.grid)
     rows = []
     for point in record.cv_results:
         marker = "<- best" if point.params == record.best_params else ""
-        rows.append([*(_cell(point.params[n]) for n in names), f"{point.mean:.4f}", f"{point.std:.4f}", marker])
+        rows.append([*(format_value(point.params[n]) for n in names), f"{point.mean:.4f}", f"{point.std:.4f}", marker])
     lines = [
         f"{record.clf} on {record.features.backbone} ({record.features.dataset}, key {record.features.key}): "
         f"{record.features.n_train} train / {record.features.n_test} test, {record.features.feature_dim}-d, "
@@ -141,9 +141,3 @@ def summary(record: RunRecord, reports_dir: str | None) -> str:
         f"model:  {record.model_path(reports_dir)}",
     ]
     return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    from featx.grids import format_value
-
-    return format_value(value)
