@@ -30,7 +30,7 @@ from featx import cachefile
 from featx._version import __version__
 from featx.classifiers import ClassifierSpec, Scale, build_pipeline, get_classifier
 from featx.console import progress
-from featx.errors import CacheError, ConfigError, FitError
+from featx.errors import ConfigError, FitError
 from featx.grids import GridValue, format_point
 from featx.metrics import ClassificationScores, classification_scores, top_k_accuracy
 from featx.records import ClassScore, FeatureSource, GridPointScore, RunRecord, existing_record, jsonable, run_key, run_stem, save_run, source_names
@@ -284,12 +284,10 @@ class _Test:
 
 
 def _read(plan: RunPlan) -> _Data:
-    """Read both splits once; the feature widths must agree and neither may be empty."""
+    """Read both splits once (``plan_run`` checked that their widths agree); neither may be empty."""
     start = time.perf_counter()
     X, y = cachefile.read_split(plan.features_path, "train")
     X_test, y_test = cachefile.read_split(plan.features_path, "test")
-    if X.shape[1] != X_test.shape[1]:
-        raise CacheError(f"{plan.features_path}: train has {X.shape[1]} feature columns but test has {X_test.shape[1]}")
     for name, labels in (("train", y), ("test", y_test)):
         if len(labels) == 0:
             raise FitError(f"{plan.features_path}: the {name} split is empty")

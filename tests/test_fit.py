@@ -292,6 +292,17 @@ def test_a_class_with_fewer_members_than_folds(tmp_path: Path) -> None:
     assert featx.fit(path, clf="logreg", cv=3, grid={"C": [1]}, n_jobs=1).cv == 3
 
 
+def test_splits_of_different_widths(tmp_path: Path) -> None:
+    arrays = make_features(n_train=30, n_test=9, dim=4, n_classes=3)
+    arrays["test"] = (np.hstack([arrays["test"][0], arrays["test"][0]]), arrays["test"][1])
+    path = cachefile.write_features(tmp_path / "odd__00ff00ff00ff00ff.h5", arrays, class_names=["a", "b", "c"])
+    with pytest.raises(CacheError, match=r"different feature widths \(train 4, test 8\)"):
+        featx.fit(path, clf="knn", cv=3, n_jobs=1)
+    with pytest.raises(CacheError, match="different feature widths"):
+        featx.pca(path)
+    assert _written() == []
+
+
 def test_an_empty_test_split(tmp_path: Path) -> None:
     arrays = make_features(n_train=30, n_test=0, dim=4, n_classes=3)
     path = cachefile.write_features(tmp_path / "empty__00ff00ff00ff00ff.h5", arrays, class_names=["a", "b", "c"])
