@@ -26,5 +26,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest
 
+# featx's grid search against scikit-learn's GridSearchCV (about 25 minutes on 2 cores;
+# BENCH_ARGS=--quick for a 1-minute run). Run alone: it uses every core.
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/fit_bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -4,7 +4,8 @@ Frozen pretrained timm backbones turn images into embeddings cached in HDF5; cla
 scikit-learn classifiers are grid-searched on the cache; a report compares them.
 
 The public verbs are re-exported here. Stage one (``extract``) imports torch; it is
-loaded only when first used, so stage two (``load_features``, ``fit``) stays light.
+loaded only when first used, so stage two (``load_features``, ``fit``, ``pca``) never
+imports it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,25 @@ from featx._version import __version__
 from featx.cachefile import load_features
 from featx.errors import FeatxError
 
-# public name -> module that defines it; imported on first access (PEP 562).
-_LAZY: dict[str, str] = {}
+# public name -> module that defines it; imported on first access (PEP 562). The
+# modules are named unlike the verbs (fitting, projection), so importing a module never
+# replaces the function of the same name on this package.
+_LAZY: dict[str, str] = {
+    "fit": "featx.fitting",
+    "FitConfig": "featx.fitting",
+    "find_existing": "featx.fitting",
+    "pca": "featx.projection",
+    "list_classifiers": "featx.classifiers",
+    "load_record": "featx.records",
+    "load_model": "featx.records",
+    "iter_records": "featx.records",
+}
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    from featx.classifiers import list_classifiers
+    from featx.fitting import FitConfig, find_existing, fit
+    from featx.projection import pca
+    from featx.records import iter_records, load_model, load_record
 
 __all__ = ["FeatxError", "__version__", "load_features", *_LAZY]
 

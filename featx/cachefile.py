@@ -523,8 +523,9 @@ def open_features(path: str | os.PathLike[str], splits: Sequence[str] = SPLITS) 
     """Check that a cache file can be trusted for ``splits`` and return its description.
 
     Raises:
-        CacheError: missing, unopenable, other format version, or a split absent,
-            incomplete or inconsistent. The message says how to recover.
+        CacheError: missing, unopenable, other format version, a split absent,
+            incomplete or inconsistent, or splits of different feature widths. The
+            message says how to recover.
     """
     file_path = Path(path)
     with _open(file_path) as handle:
@@ -532,6 +533,10 @@ def open_features(path: str | os.PathLike[str], splits: Sequence[str] = SPLITS) 
         _check_format(info)
         for split in splits:
             _check_split(handle, info, split)
+    widths = {split: info.splits[split].dim for split in splits}
+    if len(set(widths.values())) > 1:
+        listed = ", ".join(f"{split} {dim}" for split, dim in widths.items())
+        raise CacheError(f"{file_path}: splits have different feature widths ({listed}); {_recovery_hint(file_path, info.key)}")
     return info
 
 

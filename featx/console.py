@@ -15,6 +15,22 @@ from tqdm.auto import tqdm
 _quiet = False
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when set up.
+
+    click's test runner (and anything that redirects stderr) swaps ``sys.stderr`` per
+    invocation; a handler bound once to the first stream loses every later message.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(verbosity: int = 0) -> None:
     """Configure featx's log output on stderr.
 
@@ -27,7 +43,7 @@ def setup_logging(verbosity: int = 0) -> None:
     logger = logging.getLogger("featx")
     logger.setLevel(level)
     if not any(getattr(h, "_featx", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("featx: %(message)s"))
         handler._featx = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -21,6 +21,8 @@ from featx.errors import FeatxError
 # command name -> "module:attribute"; modules import the heavy library parts lazily.
 COMMANDS: dict[str, str] = {
     "cache": "featx.cli.cache:cache",
+    "fit": "featx.cli.fit:fit",
+    "pca": "featx.cli.pca:pca",
 }
 
 EXIT_USAGE = 2

@@ -21,3 +21,30 @@ reports_dir_option = click.option(
     show_envvar=True,
     help="Reports root [default: reports/].",
 )
+
+# --- stage two (fit, pca) ---------------------------------------------------------------
+
+features_option = click.option(
+    "--features",
+    required=True,
+    metavar="NAME|PATH",
+    help="A backbone name (newest cached features for --dataset) or a path to an .h5 file.",
+)
+
+features_dataset_option = click.option(
+    "--dataset",
+    default="cifar10",
+    show_default=True,
+    help="Data set folder in the cache, where a backbone name in --features is looked up.",
+)
+
+#: the values of featx.classifiers.Scale (spelled out so that --help needs no scikit-learn)
+SCALES = ("standard", "l2", "none")
+
+scale_option = click.option(
+    "--scale",
+    type=click.Choice(SCALES),
+    default="standard",
+    show_default=True,
+    help="Feature scaling fitted on the training rows: standard (zero mean, unit variance), l2 (unit length rows), none.",
+)
