@@ -27,11 +27,24 @@ def setup_logging(verbosity: int = 0) -> None:
     logger = logging.getLogger("featx")
     logger.setLevel(level)
     if not any(getattr(h, "_featx", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("featx: %(message)s"))
         handler._featx = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when the handler
+    was made: click's CliRunner (and pytest's capture) swap ``sys.stderr`` per command."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def progress(*, total: int | None, desc: str, unit: str = "img", **kwargs: Any) -> tqdm:
