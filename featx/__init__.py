@@ -17,10 +17,15 @@ from featx.cachefile import load_features
 from featx.errors import FeatxError
 
 # public name -> module that defines it; imported on first access (PEP 562).
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "extract": "featx.extraction",
+    "ExtractConfig": "featx.extraction",
+    "list_datasets": "featx.datasets",
+}
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    from featx.datasets import list_datasets
+    from featx.extraction import ExtractConfig, extract
 
 __all__ = ["FeatxError", "__version__", "load_features", *_LAZY]
 

@@ -21,6 +21,7 @@ from featx.errors import FeatxError
 # command name -> "module:attribute"; modules import the heavy library parts lazily.
 COMMANDS: dict[str, str] = {
     "cache": "featx.cli.cache:cache",
+    "extract": "featx.cli.extract:extract",
 }
 
 EXIT_USAGE = 2
