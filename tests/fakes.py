@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 import tarfile
 from pathlib import Path
@@ -102,8 +101,3 @@ def write_image_folder(root: Path, *, classes: tuple[str, ...] = ("cat", "dog", 
                 seed += 1
     return root
 
-
-def encode_png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()

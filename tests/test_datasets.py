@@ -253,7 +253,7 @@ def test_imagefolder_with_train_and_test(tmp_path: Path) -> None:
     assert data.name == "pets" and data.class_names == ("cat", "dog")
     assert len(data.splits["train"]) == 8 and len(data.splits["test"]) == 4
     assert list(data.splits["test"].labels) == [0, 0, 1, 1]
-    assert data.splits["train"].files[0].name == "train_000.png"
+    assert Path(data.splits["train"].files[0]).name == "train_000.png"
 
 
 def test_imagefolder_of_class_folders_gets_a_seeded_stratified_split(tmp_path: Path) -> None:

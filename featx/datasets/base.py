@@ -10,8 +10,7 @@ batch by batch. Nothing here imports torch.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,12 +51,13 @@ class ImageSplit:
     Attributes:
         labels: ``(n_images,)`` int64 class indices.
         pixels: ``(n_images, height, width, channels)`` uint8, channels 1 (grey) or 3 (RGB).
-        files: one image file per label, decoded when the split is read.
+        files: one image file path per label, decoded when the split is read. Plain
+            strings: a ``Path`` costs 300 bytes more, 18 MB more for 60,000 images.
     """
 
     labels: np.ndarray
     pixels: np.ndarray | None = None
-    files: tuple[Path, ...] | None = None
+    files: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.pixels is None) == (self.files is None):
@@ -155,26 +155,6 @@ def stratified_split(labels: np.ndarray, test_fraction: float, *, seed: int) -> 
         test.append(members[:n_test])
         train.append(members[n_test:])
     return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(test)).astype(np.int64)
-
-
-def hash_files(paths: Iterable[Path], *, root: Path | None = None) -> str:
-    """sha256 over the names and bytes of ``paths`` (in the given order)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(str(path.relative_to(root) if root else path.name).encode("utf-8") + b"\0")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def require_files(folder: Path, names: Sequence[str], *, what: str, hint: str) -> list[Path]:
-    """``folder/name`` for each name, or a DatasetError naming the missing ones."""
-    found = [folder / name for name in names]
-    missing = [path.name for path in found if not path.is_file()]
-    if missing:
-        raise DatasetError(f"{what}: {folder} lacks {', '.join(missing)}; {hint}")
-    return found
 
 
 def grey_to_array(images: np.ndarray) -> np.ndarray:

@@ -51,36 +51,48 @@ def load_imagefolder(request: DatasetRequest) -> ImageDataset:
         raise DatasetError(f"image folder {root} is not a directory ({USAGE})")
     train_dir, test_dir = root / "train", root / "test"
     identity: dict[str, object] = {"dataset": folder_name(str(root)), "format": "imagefolder"}
+    manifest = _Manifest(root)
     if train_dir.is_dir() or test_dir.is_dir():
         if not (train_dir.is_dir() and test_dir.is_dir()):
             present, absent = ("train", "test") if train_dir.is_dir() else ("test", "train")
             raise DatasetError(f"image folder {root} has {present}/ but no {absent}/ ({USAGE})")
-        listed = {"train": _list_classes(train_dir), "test": _list_classes(test_dir)}
+        listed = {"train": _list_classes(train_dir, manifest), "test": _list_classes(test_dir, manifest)}
         class_names = sorted({name for classes in listed.values() for name in classes})
         for split, classes in listed.items():
             lacking = sorted(set(class_names) - set(classes))
             if lacking:
                 log.warning("image folder %s: %s/ has no images of %s", root, split, ", ".join(lacking))
         splits = {split: _split_from(classes, class_names) for split, classes in listed.items()}
-        manifest = listed
     else:
-        classes = _list_classes(root)
+        classes = _list_classes(root, manifest)
         class_names = sorted(classes)
         everything = _split_from(classes, class_names)
         train, test = stratified_split(everything.labels, request.test_fraction, seed=request.seed)
         splits = {"train": everything.take(train), "test": everything.take(test)}
-        manifest = {"": classes}
         identity.update(split_seed=request.seed, test_fraction=request.test_fraction)
-    identity["fingerprint"] = _manifest_hash(root, manifest)
+    identity["fingerprint"] = manifest.hexdigest()
     return ImageDataset(name=str(identity["dataset"]), class_names=tuple(class_names), splits=splits, identity=identity, location=str(root))
 
 
-Listing = dict[str, list[tuple[str, int, int]]]  # class name -> (path, size, mtime_ns) of its images
+class _Manifest:
+    """sha256 of ``relative path, size, mtime`` lines, fed class folder by class folder, so
+    that only the paths (not every file's stat) are kept."""
+
+    def __init__(self, root: Path) -> None:
+        self._digest = hashlib.sha256()
+        self._prefix = len(os.path.join(str(root), ""))
+
+    def add(self, files: list[tuple[str, int, int]]) -> None:
+        lines = "".join(f"{path[self._prefix:]}\t{size}\t{mtime}\n" for path, size, mtime in files)
+        self._digest.update(lines.encode("utf-8", "surrogateescape"))
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
-def _list_classes(folder: Path) -> Listing:
-    """Class name -> its images (sorted), for every non-hidden subfolder holding images."""
-    classes: Listing = {}
+def _list_classes(folder: Path, manifest: _Manifest) -> dict[str, list[str]]:
+    """Class name -> its image paths (sorted), for every non-hidden subfolder holding images."""
+    classes: dict[str, list[str]] = {}
     try:
         with os.scandir(folder) as scan:
             entries = sorted((entry for entry in scan if entry.is_dir() and not entry.name.startswith(".")), key=lambda e: e.name)
@@ -89,7 +101,8 @@ def _list_classes(folder: Path) -> Listing:
     for entry in entries:
         files = _images_under(entry.path)
         if files:
-            classes[entry.name] = files
+            manifest.add(files)
+            classes[entry.name] = [path for path, _, _ in files]
         else:
             log.warning("image folder %s: %s/ holds no images; ignored", folder, entry.name)
     if not classes:
@@ -121,18 +134,8 @@ def _images_under(folder: str) -> list[tuple[str, int, int]]:
     return found
 
 
-def _split_from(classes: Listing, class_names: list[str]) -> ImageSplit:
+def _split_from(classes: dict[str, list[str]], class_names: list[str]) -> ImageSplit:
     index = {name: i for i, name in enumerate(class_names)}
-    files = tuple(Path(path) for name in classes for path, _, _ in classes[name])
+    files = tuple(path for name in classes for path in classes[name])
     labels = np.fromiter((index[name] for name in classes for _ in classes[name]), dtype=np.int64, count=len(files))
     return ImageSplit(labels=labels, files=files)
-
-
-def _manifest_hash(root: Path, listed: dict[str, Listing]) -> str:
-    digest = hashlib.sha256()
-    prefix = len(os.path.join(str(root), ""))
-    for split in sorted(listed):
-        for name in sorted(listed[split]):
-            lines = "".join(f"{path[prefix:]}\t{size}\t{mtime}\n" for path, size, mtime in listed[split][name])
-            digest.update(lines.encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
