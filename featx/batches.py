@@ -23,7 +23,6 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -142,7 +141,7 @@ def _array_batches(pixels: np.ndarray, ranges: list[tuple[int, int]], *, pin_mem
 class FileBatches(Dataset):
     """A map-style dataset whose item ``i`` is the ``i``-th batch of decoded image files."""
 
-    def __init__(self, files: tuple[Path, ...], ranges: list[tuple[int, int]], config: DataConfig) -> None:
+    def __init__(self, files: tuple[str, ...], ranges: list[tuple[int, int]], config: DataConfig) -> None:
         self.files = files
         self.ranges = ranges
         self.config = config
@@ -168,7 +167,7 @@ class FileBatches(Dataset):
         ]
         return PixelBatch(start=begin, size=end - begin, groups=groups)
 
-    def _load(self, path: Path) -> tuple[np.ndarray, bool]:
+    def _load(self, path: str) -> tuple[np.ndarray, bool]:
         """Decode one file to ``(height, width, 3)`` uint8; shrink it here if timm would."""
         image = decode_image(path)
         height, width = image.size[1], image.size[0]
@@ -182,7 +181,7 @@ class FileBatches(Dataset):
         return np.asarray(image), False
 
 
-def decode_image(path: Path) -> Any:
+def decode_image(path: str | os.PathLike[str]) -> Any:
     """Open ``path`` as an RGB PIL image (grey, palette, CMYK and alpha are converted).
 
     Raises:

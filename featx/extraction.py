@@ -24,17 +24,24 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from featx import cachefile
+from featx.backbones import Backbone, Weights
 from featx.console import progress
-from featx.dataconfig import parse_triple
+from featx.dataconfig import DataConfig, parse_triple
 from featx.datasets import SPLITS, ImageDataset, load_dataset
 from featx.datasets.base import DEFAULT_TEST_FRACTION
 from featx.errors import CacheError, ConfigError, DeviceError, FeatxError
 from featx.registry import unknown_name_error
+
+if TYPE_CHECKING:  # torch is imported only when extraction runs
+    import torch
+
+    from featx.batches import PixelBatch
+    from featx.preprocess import DevicePreprocess
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +136,7 @@ class ExtractConfig:
 # --------------------------------------------------------------------------- pure extraction
 
 
-def extract_features(model: Any, batches: Iterable[Any], *, preprocess: Any, precision: str) -> Iterator[np.ndarray]:
+def extract_features(model: torch.nn.Module, batches: Iterable[PixelBatch], *, preprocess: DevicePreprocess, precision: str) -> Iterator[np.ndarray]:
     """Run a frozen model over uint8 batches and yield its features, batch by batch.
 
     Does no I/O. On CUDA the device-to-host copy of one batch's features overlaps the
@@ -149,7 +156,7 @@ def extract_features(model: Any, batches: Iterable[Any], *, preprocess: Any, pre
 
     device = preprocess.device
     autocast = _autocast(device, precision)
-    pending: tuple[torch.Tensor, Any] | None = None
+    pending: tuple[torch.Tensor, torch.cuda.Event] | None = None
     with torch.inference_mode():
         for batch in batches:
             inputs = _assemble(batch, preprocess)
@@ -169,13 +176,13 @@ def extract_features(model: Any, batches: Iterable[Any], *, preprocess: Any, pre
             yield _collect(pending)
 
 
-def _collect(pending: tuple[Any, Any]) -> np.ndarray:
+def _collect(pending: tuple[torch.Tensor, torch.cuda.Event]) -> np.ndarray:
     host, done = pending
     done.synchronize()
     return host.numpy()
 
 
-def _autocast(device: Any, precision: str) -> contextlib.AbstractContextManager[Any]:
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     import torch
 
     if precision == "fp32":
@@ -184,7 +191,7 @@ def _autocast(device: Any, precision: str) -> contextlib.AbstractContextManager[
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _assemble(batch: Any, preprocess: Any) -> Any:
+def _assemble(batch: PixelBatch, preprocess: DevicePreprocess) -> torch.Tensor:
     """Model input for one batch: each size group preprocessed, placed at its rows."""
     import torch
 
@@ -202,7 +209,7 @@ def _assemble(batch: Any, preprocess: Any) -> Any:
 # --------------------------------------------------------------------------- devices
 
 
-def resolve_device(spec: str) -> Any:
+def resolve_device(spec: str) -> torch.device:
     """``auto`` / ``cpu`` / ``cuda`` / ``cuda:<i>`` -> a ``torch.device`` that exists.
 
     Raises:
@@ -230,7 +237,7 @@ def resolve_device(spec: str) -> Any:
     raise ConfigError(f"--device {spec!r} is not supported; use auto, cpu, cuda or cuda:<index>")
 
 
-def resolve_precision(precision: str, device: Any) -> str:
+def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` -> bf16 on CUDA (fp16 where bf16 is unsupported), fp32 on CPU.
 
     CPU bf16 is about twice as fast on CPUs with AVX-512 BF16 but changes the numbers,
@@ -245,7 +252,7 @@ def resolve_precision(precision: str, device: Any) -> str:
     return "fp32"
 
 
-def describe_device(device: Any) -> str:
+def describe_device(device: torch.device) -> str:
     """``"cuda:0 (NVIDIA H200)"`` or ``"cpu (2 threads)"``, for the file's attributes."""
     import torch
 
@@ -263,11 +270,11 @@ class ExtractPlan:
     """Everything resolved before any model is built: what to compute and where it goes."""
 
     config: ExtractConfig
-    backbone: Any
-    weights: Any
-    data_config: Any
+    backbone: Backbone
+    weights: Weights
+    data_config: DataConfig
     dataset: ImageDataset
-    device: Any
+    device: torch.device
     precision: str
     key: str
     path: Path
@@ -425,8 +432,8 @@ def _discard(path: Path) -> None:
 class _Engine:
     """The built model, its preprocessing, and the feature dimension it produces."""
 
-    model: Any
-    preprocess: Any
+    model: torch.nn.Module
+    preprocess: DevicePreprocess
     dim: int
 
 
@@ -441,12 +448,12 @@ def _prepare(plan: ExtractPlan) -> _Engine:
     """
     import torch
 
-    from featx.backbones import create_backbone
+    from featx.backbones import create_backbone, fold_batchnorm
     from featx.batches import PixelBatch, PixelGroup
     from featx.preprocess import DevicePreprocess
 
     started = time.perf_counter()
-    model = create_backbone(plan.backbone, plan.weights, image_size=plan.data_config.size)
+    model = fold_batchnorm(create_backbone(plan.backbone, plan.weights, image_size=plan.data_config.size))
     model = model.to(device=plan.device, memory_format=torch.channels_last)
     if plan.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels

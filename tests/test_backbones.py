@@ -191,3 +191,21 @@ def test_fixed_size_models_are_built_for_the_requested_size() -> None:
     backbone = resolve_backbone("test_vit")
     model = create_backbone(backbone, resolve_weights("random", backbone), image_size=(32, 32))
     assert features_of(model, torch.zeros(2, 3, 32, 32)).shape[0] == 2
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "test_vit"])
+def test_folding_batchnorm_keeps_the_features(name: str, probe: torch.Tensor) -> None:
+    from featx.backbones import fold_batchnorm
+
+    backbone = resolve_backbone(name)
+    size = (64, 64) if name == "test_resnet" else (160, 160)
+    images = torch.nn.functional.interpolate(probe, size=size)
+    model = create_backbone(backbone, resolve_weights("random", backbone), image_size=size)
+    before = features_of(model, images)
+    folded = fold_batchnorm(model)
+    n_batchnorm = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    if name == "test_resnet":
+        assert isinstance(folded, torch.fx.GraphModule) and n_batchnorm == 0
+    else:  # cannot be traced: returned as it was
+        assert folded is model
+    torch.testing.assert_close(features_of(folded, images), before, rtol=1e-4, atol=1e-5)

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import featx
 from featx import extraction
-from featx.backbones import create_backbone, resolve_backbone, resolve_data_config, resolve_weights
+from featx.backbones import create_backbone
 from featx.cachefile import partial_path, verify_file
 from featx.cli import main
 from featx.errors import ConfigError, ImageReadError, UnknownNameError
@@ -82,6 +82,36 @@ def test_extract_writes_the_documented_layout_with_the_model_s_features() -> Non
         expected = model(DevicePreprocess(plan.data_config, "cpu")(torch.from_numpy(plan.dataset.splits["test"].pixels))).numpy()
     np.testing.assert_allclose(x, expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(y, plan.dataset.splits["test"].labels)
+
+
+@pytest.mark.parametrize("source", ["safetensors file", "hub cache"])
+def test_extract_with_saved_weights_gives_that_model_s_features(tmp_path: Path, source: str) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(42)
+    original = timm.create_model("test_resnet", pretrained=False).eval()
+    if source == "safetensors file":
+        weights = tmp_path / "mine.safetensors"
+        save_file(original.state_dict(), str(weights))
+    else:
+        snapshot = Path(os.environ["HF_HOME"]) / "hub" / "models--timm--test_resnet.r160_in1k" / "snapshots" / ("f" * 40)
+        snapshot.mkdir(parents=True)
+        (snapshot.parents[1] / "refs").mkdir()
+        (snapshot.parents[1] / "refs" / "main").write_text("f" * 40)
+        save_file(original.state_dict(), str(snapshot / "model.safetensors"))
+        weights = "pretrained"
+    options = {**TINY, "weights": str(weights)}
+    path = featx.extract("test_resnet", **options)
+    x, _, _ = featx.load_features(path, "test", dataset="digits")
+    original.reset_classifier(0)
+    plan = plan_extraction(ExtractConfig(backbone="test_resnet", **options))
+    with torch.inference_mode():
+        expected = original(DevicePreprocess(plan.data_config, "cpu")(torch.from_numpy(plan.dataset.splits["test"].pixels))).numpy()
+    np.testing.assert_allclose(x, expected, rtol=1e-4, atol=1e-5)
+    with h5py.File(path, "r") as handle:
+        assert handle.attrs["weights"] == plan.weights.identity
+        assert handle.attrs["weights"].startswith("file:sha256:" if source == "safetensors file" else "pretrained:timm/test_resnet")
 
 
 def test_second_run_is_a_cache_hit_that_builds_no_model(count_builds: list[str]) -> None:
