@@ -254,7 +254,7 @@ def create_backbone(backbone: Backbone, weights: Weights, *, image_size: tuple[i
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights.path)})
     elif weights.mode == "pretrained":
         cache = hub_cache_dir()
-        kwargs.update(pretrained=True, **({"cache_dir": str(cache)} if cache else {}))
+        kwargs.update(pretrained=True, **({"cache_dir": str(cache)} if cache and _takes_cache_dir() else {}))
     native = tuple(backbone.pretrained_cfg.get("input_size") or TIMM_DEFAULTS["input_size"])[1:]
     if image_size is not None and tuple(image_size) != native:
         kwargs["img_size"] = tuple(image_size)
@@ -292,6 +292,16 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     except Exception as error:  # tracing fails on data-dependent control flow: keep the model
         log.debug("BatchNorm not folded (%s: %s)", type(error).__name__, error)
         return model
+
+
+def _takes_cache_dir() -> bool:
+    """Whether this timm's ``create_model`` accepts ``cache_dir`` (older 1.0 releases do not;
+    they use the hub's default cache, which also follows ``HF_HOME``)."""
+    import inspect
+
+    import timm
+
+    return "cache_dir" in inspect.signature(timm.create_model).parameters
 
 
 def _create(backbone: Backbone, kwargs: dict[str, Any]) -> torch.nn.Module:

@@ -67,7 +67,7 @@ class ExtractConfig:
         std: per-channel normalisation std; default from the model.
         crop_pct: crop share of the resized image; default from the model (1.0: no crop).
         crop_mode: "center", "squash" or "border"; default from the model.
-        batch_size: images per batch (default 256 on CUDA, 64 on CPU).
+        batch_size: images per batch (default 256 on CUDA, 32 on CPU).
         device: "auto", "cpu", "cuda" or "cuda:<index>".
         precision: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16" or "fp16".
         limit: keep a class-balanced subset of this many images per split.
@@ -478,7 +478,7 @@ def _run(plan: ExtractPlan, engine: _Engine) -> Path:
 
     config, device = plan.config, plan.device
     model, preprocess, dim = engine.model, engine.preprocess, engine.dim
-    batch_size = config.batch_size or (256 if device.type == "cuda" else 64)
+    batch_size = config.batch_size or (256 if device.type == "cuda" else 32)
     workers = default_workers(device) if config.num_workers is None else config.num_workers
     splits = {name: cachefile.SplitPlan(len(plan.dataset.splits[name]), dim) for name in SPLITS}
     attrs = {**plan.root_attrs(), "feature_dim": dim}

@@ -24,7 +24,7 @@ from featx.extraction import PRECISIONS
 @click.option("--interpolation", type=click.Choice(INTERPOLATIONS), default=None, help="Resize filter [default: the model's].")
 @click.option("--mean", default=None, metavar="R,G,B", help="Normalisation mean, 0..1 scale [default: the model's].")
 @click.option("--std", default=None, metavar="R,G,B", help="Normalisation std [default: the model's].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per batch [default: 256 on CUDA, 64 on CPU].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per batch [default: 256 on CUDA, 32 on CPU].")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]", help="Compute device.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Autocast precision; auto = bf16 on CUDA, fp32 on CPU. Features are stored float32.")
@@ -32,7 +32,7 @@ from featx.extraction import PRECISIONS
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --limit, of splits featx makes, and of random weights.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
               help="Test share for data sets without a split (digits, class folders).")
-@click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes decoding image files [default: 1 on CPU, cores up to 16 on CUDA].")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes decoding image files [default: 0 on CPUs of up to 4 cores, one per core up to 16 on CUDA].")
 @click.option("--force", is_flag=True, help="Recompute even when the features are cached.")
 @click.option("--no-download", is_flag=True, help="Never download a missing data set.")
 @cache_dir_option
