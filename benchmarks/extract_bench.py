@@ -110,11 +110,13 @@ def bench_folder(source: Path, n_images: int, scratch: Path) -> tuple[Path, list
 
 
 def peak_rss_bytes() -> dict[str, int]:
-    """Peak resident memory of this process and of its (finished) worker processes."""
+    """Peak resident memory of this process, and the largest of its finished child processes
+    (DataLoader workers; also short helper forks such as the ``ldconfig`` call made while
+    importing torch, which count the parent's shared pages)."""
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return {
         "peak_rss_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale,
-        "peak_rss_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale,
+        "peak_rss_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale,
     }
 
 
@@ -212,9 +214,9 @@ def mib(n_bytes: float) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    headers = ["run", "images", "images/s", "seconds", "wall s", "peak RSS main", "peak RSS workers", "device"]
+    headers = ["run", "images", "images/s", "seconds", "wall s", "peak RSS main", "peak RSS children", "device"]
     body = [[r["label"], f"{r['images']:,}", f"{r['images_per_second']:,.1f}", f"{r['seconds']:.1f}", f"{r['wall_seconds']:.1f}",
-             mib(r["peak_rss_main"]), mib(r["peak_rss_workers"]), r["device"]] for r in rows]
+             mib(r["peak_rss_main"]), mib(r["peak_rss_children"]), r["device"]] for r in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *body)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
@@ -228,7 +230,7 @@ def main() -> None:
     parser.add_argument("--naive-images", type=int, default=None, help="images for the naive run [--n-images]; 0 skips it")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:i]")
     parser.add_argument("--precision", default="auto", help="featx precision(s), comma-separated: auto, fp32, bf16, fp16")
-    parser.add_argument("--batch-size", type=int, default=None, help="both sides [featx: 256 CUDA / 64 CPU; naive: 64]")
+    parser.add_argument("--batch-size", type=int, default=None, help="both sides [featx: 256 CUDA / 32 CPU; naive: 64]")
     parser.add_argument("--num-workers", type=int, default=None, help="featx decoding workers [featx's default]")
     parser.add_argument("--naive-workers", type=int, default=2, help="naive DataLoader workers [2]")
     parser.add_argument("--memory-sizes", default="10000,50000", help="featx runs for peak memory, comma-separated image counts; '' skips")
