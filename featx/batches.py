@@ -201,5 +201,5 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with Image.open(path) as handle:
             return np.asarray(handle.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ImageReadError(f"cannot read image {path}: {error}; fix or remove the file") from None
