@@ -63,8 +63,9 @@ class ExtractConfig:
         weights: "pretrained", "random", or a path to a .safetensors / .pth checkpoint.
         image_size: model input edge; default from the model's pretrained config.
         interpolation: "bilinear", "bicubic" or "nearest"; default from the model.
-        mean: per-channel normalisation mean (0..1 scale); default from the model.
-        std: per-channel normalisation std; default from the model.
+        mean: per-channel normalisation mean (0..1 scale; three numbers, one for all
+            channels, or "R,G,B"); default from the model. Stored as three floats.
+        std: per-channel normalisation std, likewise; default from the model.
         crop_pct: crop share of the resized image; default from the model (1.0: no crop).
         crop_mode: "center", "squash" or "border"; default from the model.
         batch_size: images per batch (default 256 on CUDA, 32 on CPU).
@@ -87,8 +88,8 @@ class ExtractConfig:
     weights: str | os.PathLike[str] = "pretrained"
     image_size: int | None = None
     interpolation: str | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
+    mean: tuple[float, float, float] | str | None = None
+    std: tuple[float, float, float] | str | None = None
     crop_pct: float | None = None
     crop_mode: str | None = None
     batch_size: int | None = None
@@ -115,6 +116,8 @@ class ExtractConfig:
             raise ConfigError(f"num_workers must be 0 or more, got {self.num_workers}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
+        for name in ("mean", "std"):  # "0.5,0.5,0.5" or one number from a CLI or YAML -> three floats
+            object.__setattr__(self, name, parse_triple(getattr(self, name), name=name))
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ExtractConfig:
@@ -127,10 +130,7 @@ class ExtractConfig:
         for key in values:
             if key not in known:
                 raise unknown_name_error(key, known, kind="extract option")
-        cleaned = dict(values)
-        for name in ("mean", "std"):
-            cleaned[name] = parse_triple(cleaned.get(name), name=name)
-        return cls(**cleaned)
+        return cls(**values)
 
 
 # --------------------------------------------------------------------------- pure extraction
@@ -336,8 +336,8 @@ def plan_extraction(config: ExtractConfig) -> ExtractPlan:
         backbone,
         image_size=config.image_size,
         interpolation=config.interpolation,
-        mean=parse_triple(config.mean, name="mean"),
-        std=parse_triple(config.std, name="std"),
+        mean=config.mean,
+        std=config.std,
         crop_pct=config.crop_pct,
         crop_mode=config.crop_mode,
     )

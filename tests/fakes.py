@@ -1,4 +1,5 @@
-"""Tiny data sets written in the real on-disk formats (CIFAR pickles, idx, image folders)."""
+"""Test helpers: tiny data sets in the real on-disk formats (CIFAR pickles, idx, image
+folders), a fake Hugging Face hub cache, and per-row cosine similarity."""
 
 from __future__ import annotations
 
@@ -101,3 +102,20 @@ def write_image_folder(root: Path, *, classes: tuple[str, ...] = ("cat", "dog", 
                 seed += 1
     return root
 
+
+def fake_hub_cache(hub: Path, repo_id: str, state_dict: dict, *, revision: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+    """Lay out ``state_dict`` as huggingface_hub caches a download of ``repo_id``:
+    ``<hub>/models--<org>--<name>/refs/main`` naming ``snapshots/<revision>/model.safetensors``."""
+    from safetensors.torch import save_file
+
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    (repo / "snapshots" / revision).mkdir(parents=True)
+    save_file(state_dict, str(repo / "snapshots" / revision / "model.safetensors"))
+    return repo
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b``: ``(n,)``."""
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

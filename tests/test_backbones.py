@@ -20,6 +20,7 @@ from featx.backbones import (
 )
 from featx.dataconfig import DataConfig
 from featx.errors import ConfigError, UnknownNameError, WeightsError
+from tests.fakes import fake_hub_cache
 
 TINY = "test_resnet"
 
@@ -129,15 +130,8 @@ def test_headless_checkpoint_loads_too(tmp_path: Path, tiny_model, probe, expect
 
 
 def test_pretrained_weights_come_from_the_hub_cache(tiny_model, probe, expected) -> None:
-    from safetensors.torch import save_file
-
     backbone = resolve_backbone(TINY)
-    repo = Path(os.environ["HF_HOME"]) / "hub" / f"models--timm--{TINY}.{backbone.tag}"
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(revision)
-    (repo / "snapshots" / revision).mkdir(parents=True)
-    save_file(tiny_model.state_dict(), str(repo / "snapshots" / revision / "model.safetensors"))
+    fake_hub_cache(Path(os.environ["HF_HOME"]) / "hub", f"timm/{TINY}.{backbone.tag}", tiny_model.state_dict())
     weights = resolve_weights("pretrained", backbone)
     assert weights.identity == f"pretrained:timm/{TINY}.{backbone.tag}"
     model = create_backbone(backbone, weights)

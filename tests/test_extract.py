@@ -25,7 +25,7 @@ from featx.cli import main
 from featx.errors import ConfigError, ImageReadError, UnknownNameError
 from featx.extraction import ExtractConfig, plan_extraction
 from featx.preprocess import DevicePreprocess
-from tests.fakes import write_image, write_image_folder
+from tests.fakes import cosines, fake_hub_cache, write_image, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"weights": "random", "image_size": 32, "dataset": "digits", "limit": 40, "batch_size": 16}
@@ -95,11 +95,7 @@ def test_extract_with_saved_weights_gives_that_model_s_features(tmp_path: Path, 
         weights = tmp_path / "mine.safetensors"
         save_file(original.state_dict(), str(weights))
     else:
-        snapshot = Path(os.environ["HF_HOME"]) / "hub" / "models--timm--test_resnet.r160_in1k" / "snapshots" / ("f" * 40)
-        snapshot.mkdir(parents=True)
-        (snapshot.parents[1] / "refs").mkdir()
-        (snapshot.parents[1] / "refs" / "main").write_text("f" * 40)
-        save_file(original.state_dict(), str(snapshot / "model.safetensors"))
+        fake_hub_cache(Path(os.environ["HF_HOME"]) / "hub", "timm/test_resnet.r160_in1k", original.state_dict())
         weights = "pretrained"
     options = {**TINY, "weights": str(weights)}
     path = featx.extract("test_resnet", **options)
@@ -263,8 +259,7 @@ def test_images_of_any_size_and_mode_match_the_reference_transform(tmp_path: Pat
     with torch.inference_mode():
         images = torch.stack([transform(Image.open(f).convert("RGB")) for f in plan.dataset.splits["test"].files])
         expected = model(images).numpy()
-    cosine = (x * expected).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(expected, axis=1)
-    assert cosine.min() > 0.9999, cosine
+    assert cosines(x, expected).min() > 0.9999, cosines(x, expected)
     np.testing.assert_array_equal(y, plan.dataset.splits["test"].labels)
 
 
@@ -286,6 +281,8 @@ def test_api_accepts_a_config_and_rejects_unknown_options() -> None:
     assert featx.extract(config) == featx.extract("test_resnet", **TINY)
     with pytest.raises(UnknownNameError, match="did you mean image_size"):
         featx.extract("test_resnet", imagesize=32)
+    assert ExtractConfig(backbone="test_resnet", mean="0.5,0.4,0.3", std=0.25).std == (0.25, 0.25, 0.25)
+    assert ExtractConfig.from_mapping({"backbone": "test_resnet", "mean": [0.1, 0.2, 0.3]}).mean == (0.1, 0.2, 0.3)
     with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
         ExtractConfig(backbone="test_resnet", batch_size=0)
     with pytest.raises(UnknownNameError, match="unknown precision 'fp64'"):

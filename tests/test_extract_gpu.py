@@ -9,13 +9,10 @@ import pytest
 import torch
 
 import featx
-from tests.fakes import write_image_folder
+from tests.fakes import cosines, write_image_folder
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.mark.parametrize("dataset", ["digits", "folder"])

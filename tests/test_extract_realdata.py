@@ -18,40 +18,26 @@ from featx.batches import iter_batches
 from featx.datasets import load_dataset
 from featx.extraction import extract_features
 from featx.preprocess import DevicePreprocess
+from tests.fakes import cosines
 
 pytestmark = pytest.mark.realdata
 
 PER_CLASS = {"train": 20, "test": 10}  # 300 images
 
 
-@pytest.fixture(scope="module")
-def cifar_subset(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+@pytest.fixture
+def cifar_subset(cifar10_jpg_zip: Path, tmp_path: Path) -> Path:
     """The first images of every class and split, unzipped into a temporary folder."""
-    archive = request.getfixturevalue("cifar10_jpg_zip")
-    root = tmp_path_factory.mktemp("real")
     taken: dict[tuple[str, str], int] = {}
-    with zipfile.ZipFile(archive) as zipped:
+    with zipfile.ZipFile(cifar10_jpg_zip) as zipped:
         for member in sorted(zipped.namelist()):
             parts = member.split("/")  # cifar10-jpg/<split>/<class>/<file>.jpg
             if len(parts) != 4 or not parts[3].endswith(".jpg") or parts[1] not in PER_CLASS:
                 continue
             if taken.get((parts[1], parts[2]), 0) < PER_CLASS[parts[1]]:
                 taken[(parts[1], parts[2])] = taken.get((parts[1], parts[2]), 0) + 1
-                zipped.extract(member, root)
-    return root / "cifar10-jpg"
-
-
-@pytest.fixture(scope="module")
-def cifar10_jpg_zip() -> Path:  # module scope for the module-scoped subset above
-    from tests.conftest import CIFAR10_JPG_ZIP
-
-    if not CIFAR10_JPG_ZIP.exists():
-        pytest.skip(f"real data not present: {CIFAR10_JPG_ZIP}")
-    return CIFAR10_JPG_ZIP
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+                zipped.extract(member, tmp_path)
+    return tmp_path / "cifar10-jpg"
 
 
 def test_on_device_transform_gives_timm_reference_features(cifar_subset: Path) -> None:
