@@ -138,14 +138,17 @@ def shrinks(height: int, width: int, config: DataConfig) -> bool:
     return resize[0] < height or resize[1] < width
 
 
-def parse_triple(values: Sequence[float] | str | None, *, name: str) -> tuple[float, float, float] | None:
-    """Accept ``"0.5,0.5,0.5"``, one number for all channels, or a sequence of three.
+def parse_triple(values: Sequence[float] | str | float | None, *, name: str) -> tuple[float, float, float] | None:
+    """Accept ``"0.5,0.5,0.5"``, one number for all channels (``0.5`` or ``"0.5"``), or a
+    sequence of three.
 
     Raises:
         ConfigError: not three numbers.
     """
     if values is None:
         return None
+    if isinstance(values, (int, float)):
+        values = [values]
     if isinstance(values, str):
         try:
             values = [float(v) for v in values.replace(" ", "").split(",") if v]
