@@ -19,7 +19,6 @@ prints one line, not a worker traceback).
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,11 +28,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from featx.dataconfig import DataConfig, shrinks
 from featx.datasets import ImageSplit
 from featx.errors import ImageReadError
-from featx.dataconfig import DataConfig, shrinks
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
