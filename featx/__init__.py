@@ -18,9 +18,12 @@ from featx.cachefile import load_features
 from featx.errors import FeatxError
 
 # public name -> module that defines it; imported on first access (PEP 562). The
-# modules are named unlike the verbs (fitting, projection), so importing a module never
-# replaces the function of the same name on this package.
+# modules are named unlike the verbs (extraction, fitting, projection), so importing a
+# module never replaces the function of the same name on this package.
 _LAZY: dict[str, str] = {
+    "extract": "featx.extraction",
+    "ExtractConfig": "featx.extraction",
+    "list_datasets": "featx.datasets",
     "fit": "featx.fitting",
     "FitConfig": "featx.fitting",
     "find_existing": "featx.fitting",
@@ -33,6 +36,8 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from featx.classifiers import list_classifiers
+    from featx.datasets import list_datasets
+    from featx.extraction import ExtractConfig, extract
     from featx.fitting import FitConfig, find_existing, fit
     from featx.projection import pca
     from featx.records import iter_records, load_model, load_record

@@ -147,6 +147,8 @@ def _attr_value(value: Any) -> Any:
     """Store lists/tuples of numbers as arrays, dicts as JSON, None as empty string."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return str(value)  # a str subclass (torch's TorchVersion) would become a numpy unicode array
     if isinstance(value, Mapping):
         return json.dumps(value, sort_keys=True, default=_json_default)
     if isinstance(value, (list, tuple)):

@@ -248,3 +248,12 @@ def test_write_features_roundtrip_multiple_splits(tmp_path: Path) -> None:
     path = write_features(tmp_path / "w__1111222233334444.h5", arrays, class_names=["a", "b", "c"])
     info = open_features(path)
     assert info.complete and info.dim == 3 and {s: i.n_rows for s, i in info.splits.items()} == {"train": 10, "test": 7}
+
+
+def test_string_subclass_attributes_are_stored_as_plain_strings(tmp_path: Path) -> None:
+    class Version(str):  # like torch.__version__ (TorchVersion)
+        pass
+
+    path = write_features(tmp_path / "v__1111222233334444.h5", make_features(n_train=4, n_test=2, dim=2),
+                          class_names=["a", "b", "c"], attrs={"torch_version": Version("2.15.0")})
+    assert read_info(path).attrs["torch_version"] == "2.15.0"

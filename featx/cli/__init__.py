@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "cache": "featx.cli.cache:cache",
     "fit": "featx.cli.fit:fit",
     "pca": "featx.cli.pca:pca",
+    "extract": "featx.cli.extract:extract",
 }
 
 EXIT_USAGE = 2

@@ -1,0 +1,56 @@
+"""``featx extract``: frozen timm backbone -> cached HDF5 features."""
+
+from __future__ import annotations
+
+import click
+
+from featx.cli.options import cache_dir_option
+from featx.dataconfig import CROP_MODES, INTERPOLATIONS
+from featx.extraction import PRECISIONS
+
+
+@click.command()
+@click.option("-b", "--backbone", required=True, metavar="NAME",
+              help="timm model name: vgg16, vgg19, inception_v3, resnet50, or any timm model (optionally NAME.TAG).")
+@click.option("-d", "--dataset", default="cifar10", show_default=True, metavar="SPEC",
+              help="cifar10, cifar100, mnist, fashion-mnist, digits, or imagefolder:PATH.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="FEATX_DATA_DIR", show_envvar=True,
+              help="Where downloadable data sets live [default: ~/.cache/featx/data].")
+@click.option("--weights", default="pretrained", show_default=True, metavar="pretrained|random|PATH",
+              help="timm's pretrained weights (hub cache honoured), explicit random init, or a .safetensors/.pth file.")
+@click.option("--image-size", type=click.IntRange(min=1), default=None, help="Model input edge [default: the model's].")
+@click.option("--crop-pct", type=click.FloatRange(0, 4, min_open=True), default=None, help="Crop share of the resized image, 1 = no crop [default: the model's].")
+@click.option("--crop-mode", type=click.Choice(CROP_MODES), default=None, help="How the image is fitted [default: the model's].")
+@click.option("--interpolation", type=click.Choice(INTERPOLATIONS), default=None, help="Resize filter [default: the model's].")
+@click.option("--mean", default=None, metavar="R,G,B", help="Normalisation mean, 0..1 scale [default: the model's].")
+@click.option("--std", default=None, metavar="R,G,B", help="Normalisation std [default: the model's].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per batch [default: 256 on CUDA, 32 on CPU].")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]", help="Compute device.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Autocast precision; auto = bf16 on CUDA, fp32 on CPU. Features are stored float32.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Keep a class-balanced subset of N images per split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --limit, of splits featx makes, and of random weights.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
+              help="Test share for data sets without a split (digits, class folders).")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes decoding image files [default: 0 on CPUs of up to 4 cores, one per core up to 16 on CUDA].")
+@click.option("--force", is_flag=True, help="Recompute even when the features are cached.")
+@click.option("--no-download", is_flag=True, help="Never download a missing data set.")
+@cache_dir_option
+def extract(**options: object) -> None:
+    """Extract pooled pre-logits features of a frozen timm backbone into the cache.
+
+    Prints the path of the cache file. A second run with the same options is a cache
+    hit that does not load the model; an interrupted run resumes where it stopped.
+
+    \b
+    Examples:
+      featx extract --backbone resnet50                      # CIFAR-10, ImageNet weights
+      featx extract --backbone vgg16 --dataset imagefolder:~/pets --image-size 224 --device cuda --precision bf16
+      featx extract --backbone resnet50 --weights ./resnet50.safetensors   # offline, local checkpoint
+      featx extract --backbone resnet18 --dataset digits --image-size 64 --limit 200
+    """
+    from featx.extraction import ExtractConfig, extract as run_extract
+
+    options["download"] = not options.pop("no_download")
+    config = ExtractConfig.from_mapping(options)
+    click.echo(str(run_extract(config)))
