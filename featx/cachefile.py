@@ -10,6 +10,13 @@ Layout (HDF5, see the README)::
     split attrs         complete (bool), n_done, seconds, images_per_second, device,
                         features_sha256, labels_sha256
 
+A sharded extraction writes one such file per shard, holding a contiguous block of rows
+of every split, under ``<dataset>/.shards/<backbone>__<key>/`` (:func:`shards_dir`), and
+then a *stitched* entry at the usual place whose datasets are HDF5 virtual datasets over
+the shard files (relative paths, listed in the root attribute ``shards``): no copy, and
+readers see the usual layout. Such an entry is trusted only while every shard file it
+references is there (a virtual dataset would read a missing one as its fill value).
+
 Writing is crash-safe: rows go to ``<final>.partial.h5``, flushed after every batch with
 ``n_done`` recording the finished prefix, so a killed writer is resumed; only a file whose
 every split is ``complete`` is moved into place with ``os.replace``. Readers trust a file
@@ -25,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +53,7 @@ PARTIAL_SUFFIX = ".partial.h5"
 LOCK_DIR = ".locks"
 CHUNK_BYTES = 1 << 20
 SPLITS = ("train", "test")
+SHARDS_DIR = ".shards"
 
 
 # --------------------------------------------------------------------------- keys and names
@@ -94,6 +103,18 @@ def partial_path(final: Path) -> Path:
 def lock_path(final: Path) -> Path:
     """The lock file guarding the writing of ``final``."""
     return final.parent / LOCK_DIR / (final.name + ".lock")
+
+
+def shards_dir(final: Path) -> Path:
+    """The folder of an entry's shard files: ``<dataset>/.shards/<backbone>__<key>/``."""
+    return final.parent / SHARDS_DIR / final.stem
+
+
+def final_path_of(path: Path) -> Path:
+    """The entry's final path, from its final, partial or shard-folder path."""
+    if path.parent.name == SHARDS_DIR:
+        return path.parent.parent / (path.name + ".h5")
+    return path.with_name(path.name.replace(PARTIAL_SUFFIX, ".h5"))
 
 
 @contextlib.contextmanager
@@ -412,6 +433,7 @@ class CacheInfo:
     splits: dict[str, SplitInfo] = field(default_factory=dict)
     size_bytes: int = 0
     partial: bool = False
+    shard_files: tuple[Path, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -425,6 +447,11 @@ class CacheInfo:
     @property
     def dim(self) -> int:
         return next((s.dim for s in self.splits.values()), 0)
+
+    @property
+    def stitched(self) -> bool:
+        """True for an entry whose datasets are virtual, over shard files."""
+        return bool(self.shard_files)
 
 
 def _decode_attr(value: Any) -> Any:
@@ -450,6 +477,12 @@ def _recovery_hint(path: Path, key: str | None = None) -> str:
 def _open(path: Path) -> h5py.File:
     if not path.exists():
         raise CacheError(f"feature file not found: {path}")
+    if path.is_dir() and path.parent.name == SHARDS_DIR:
+        raise CacheError(
+            f"{path} holds the shard files of an unfinished sharded extraction, not yet a feature file; "
+            f"compute the missing shards (the same `featx extract` with --shard K/N or --scheduler ... --shards N) "
+            f"and `featx cache stitch {path.name.rsplit('__', 1)[-1]}`"
+        )
     try:
         return h5py.File(path, "r")
     except OSError as error:
@@ -473,13 +506,15 @@ def _read_info(handle: h5py.File, path: Path) -> CacheInfo:
             images_per_second=float(group.attrs.get("images_per_second", 0.0)),
             device=str(_decode_attr(group.attrs.get("device", ""))),
         )
+    shard_files = tuple(path.parent / name for name in attrs.get("shards") or ())
     return CacheInfo(
         path=path,
         key=str(attrs.get("key", path.stem.rsplit("__", 1)[-1])),
         attrs=attrs,
         splits=splits,
-        size_bytes=path.stat().st_size,
+        size_bytes=path.stat().st_size + sum(f.stat().st_size for f in shard_files if f.exists()),
         partial=path.name.endswith(PARTIAL_SUFFIX),
+        shard_files=shard_files,
     )
 
 
@@ -519,6 +554,29 @@ def _check_split(handle: h5py.File, info: CacheInfo, split: str) -> None:
         raise CacheError(
             f"{info.path}: split {split!r} has {meta.n_rows} feature rows but labels of shape {n_labels}; {_recovery_hint(info.path, info.key)}"
         )
+    missing = _unreadable_sources(info.path, handle[split])
+    if missing:
+        raise CacheError(
+            f"{info.path}: split {split!r} reads shard files that are missing or unreadable ({', '.join(missing)}); "
+            f"run the same sharded extract again to recompute them, or {_recovery_hint(info.path, info.key)}"
+        )
+
+
+def _unreadable_sources(path: Path, group: h5py.Group) -> list[str]:
+    """The source files of the split's virtual datasets that do not open (relative names).
+
+    A virtual dataset reads a missing source as its fill value without any error, so a
+    stitched entry is checked file by file before it is trusted. Relative source names
+    are resolved from the entry's folder, as HDF5 does.
+    """
+    names = {source.file_name for name in ("features", "labels") if group[name].is_virtual for source in group[name].virtual_sources()}
+    bad = []
+    for name in sorted(names):
+        try:
+            h5py.File(path.parent / name, "r").close()
+        except OSError:
+            bad.append(name)
+    return bad
 
 
 def open_features(path: str | os.PathLike[str], splits: Sequence[str] = SPLITS) -> CacheInfo:
@@ -653,7 +711,10 @@ def list_entries(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheI
 
 
 def find_entries(key: str, cache_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Cache files (final and partial) whose key starts with ``key``, or whose path is ``key``."""
+    """Cache files (final and partial) whose key starts with ``key``, or whose path is ``key``.
+
+    The shard folder of a sharded extraction that has no final file yet is listed too.
+    """
     as_path = Path(key)
     if as_path.suffix == ".h5" and as_path.exists():
         return [as_path]
@@ -665,42 +726,60 @@ def find_entries(key: str, cache_dir: str | os.PathLike[str] | None = None) -> l
         entry_key = stem.rsplit("__", 1)[-1]
         if entry_key.startswith(wanted) or stem == key:
             matches.append(path)
+    for folder in sorted(root.glob(f"*/{SHARDS_DIR}/*__*")):
+        if folder.is_dir() and not final_path_of(folder).exists() and (folder.name.rsplit("__", 1)[-1].startswith(wanted) or folder.name == key):
+            matches.append(folder)  # an unfinished sharded extraction
     return matches
 
 
 def find_entry(key: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The one cache file matching ``key`` (a key, a unique key prefix, or a path).
+    """The one cache file matching ``key`` (a key, a unique key prefix, or a path): the
+    final file, else the partial one, else the shard folder of an unfinished sharded
+    extraction.
 
     Raises:
         CacheError: nothing or more than one entry matches.
     """
     matches = find_entries(key, cache_dir)
-    keys = {p.name.replace(PARTIAL_SUFFIX, ".h5") for p in matches}
+    keys = {final_path_of(p).name for p in matches}
     if not matches:
         raise CacheError(f"no cache entry matches {key!r}; see `featx cache ls`")
     if len(keys) > 1:
         raise CacheError(f"{key!r} matches several entries ({', '.join(sorted(keys))}); give more of the key")
-    final = [p for p in matches if not p.name.endswith(PARTIAL_SUFFIX)]
+    final = [p for p in matches if p.suffix == ".h5" and not p.name.endswith(PARTIAL_SUFFIX)]
     return final[0] if final else matches[0]
 
 
 def remove_entry(key: str, cache_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Delete the entry matching ``key``: its final file, partial file and lock file.
+    """Delete the entry matching ``key``: its final file, partial file, shard files and lock file.
 
     Raises:
         CacheError: nothing or more than one entry matches.
         CacheBusyError: another process is writing it.
     """
-    target = find_entry(key, cache_dir)
-    final = target.with_name(target.name.replace(PARTIAL_SUFFIX, ".h5"))
+    final = final_path_of(find_entry(key, cache_dir))
     removed: list[Path] = []
     with entry_lock(final, wait=False):
         for path in (final, partial_path(final)):
             if path.exists():
                 path.unlink()
                 removed.append(path)
+        removed.extend(remove_shards(final))
     lock_path(final).unlink(missing_ok=True)
     return removed
+
+
+def remove_shards(final: Path) -> list[Path]:
+    """Delete the shard folder of an entry (every shard file, partial or final, of any
+    shard count) and return the shard files removed. The caller holds the entry's lock."""
+    folder = shards_dir(final)
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.glob("*.h5"))
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()  # the data set's .shards folder, when it was the last one
+    return files
 
 
 def verify_file(path: str | os.PathLike[str]) -> list[str]:

@@ -8,7 +8,8 @@ Two layers:
   data config *without building the model*; compute the cache key; return at once on a
   cache hit; otherwise take the entry's lock, build the model, and write the features
   with :class:`featx.cachefile.CacheWriter` (chunked, flushed per batch, resumable,
-  moved into place atomically).
+  moved into place atomically). :func:`extract_shard` does the same for one contiguous
+  block of rows of a sharded extraction (see :mod:`featx.shards`).
 
 The module is called ``extraction`` (not ``extract``) so that ``featx.extract`` stays the
 function: importing a submodule ``featx.extract`` would replace the package attribute.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from featx import cachefile
+from featx import cachefile, shards
 from featx.backbones import Backbone, Weights
 from featx.console import progress
 from featx.dataconfig import DataConfig, parse_triple
@@ -36,6 +38,7 @@ from featx.datasets import SPLITS, ImageDataset, load_dataset
 from featx.datasets.base import DEFAULT_TEST_FRACTION
 from featx.errors import CacheError, ConfigError, DeviceError, FeatxError
 from featx.registry import unknown_name_error
+from featx.shards import ShardResult, ShardSpec
 
 if TYPE_CHECKING:  # torch is imported only when extraction runs
     import torch
@@ -474,25 +477,48 @@ def _prepare(plan: ExtractPlan) -> _Engine:
 
 def _run(plan: ExtractPlan, engine: _Engine) -> Path:
     """Write every split with the engine's model; the caller holds the entry's lock."""
-    from featx.batches import default_workers, iter_batches
+    rows = {name: (0, len(plan.dataset.splits[name])) for name in SPLITS}
+    path = _write(plan, engine, path=plan.path, rows=rows)
+    stale = cachefile.remove_shards(plan.path)  # an earlier sharded extraction's files, replaced by this one
+    if stale:
+        log.info("removed %d shard file(s) of an earlier sharded extraction of %s", len(stale), plan.path.name)
+    log.info("wrote %s", path)
+    return path
+
+
+def _write(plan: ExtractPlan, engine: _Engine, *, path: Path, rows: Mapping[str, tuple[int, int]], attrs: Mapping[str, Any] | None = None, label: str = "") -> Path:
+    """Write rows ``[start, stop)`` of each split into the cache file ``path``.
+
+    Args:
+        plan: the extraction.
+        engine: the built model.
+        path: the file to write (the entry, or one shard's file); the caller holds its lock.
+        rows: split name -> ``(start, stop)`` rows of the data set's split.
+        attrs: root attributes added to the plan's (a shard's index and rows).
+        label: added to the progress bar's description.
+
+    Returns:
+        ``path``, complete and moved into place.
+    """
+    from featx.batches import iter_batches
 
     config, device = plan.config, plan.device
     model, preprocess, dim = engine.model, engine.preprocess, engine.dim
     batch_size = config.batch_size or (256 if device.type == "cuda" else 32)
-    workers = default_workers(device) if config.num_workers is None else config.num_workers
-    splits = {name: cachefile.SplitPlan(len(plan.dataset.splits[name]), dim) for name in SPLITS}
-    attrs = {**plan.root_attrs(), "feature_dim": dim}
+    workers = _decoding_workers(plan)
+    splits = {name: cachefile.SplitPlan(stop - start, dim) for name, (start, stop) in rows.items()}
+    root = {**plan.root_attrs(), "feature_dim": dim, **(attrs or {})}
     try:
-        with cachefile.CacheWriter(plan.path, root_attrs=attrs, splits=splits) as writer:
-            for name in SPLITS:
+        with cachefile.CacheWriter(path, root_attrs=root, splits=splits) as writer:
+            for name, (first, last) in rows.items():
                 if writer.is_complete(name):
                     continue
-                split = plan.dataset.splits[name]
+                split = plan.dataset.splits[name].rows(first, last)
                 start = writer.n_done(name)
                 batches = iter_batches(split, config=plan.data_config, batch_size=batch_size, start=start,
                                        num_workers=workers, pin_memory=device.type == "cuda")
                 features = extract_features(model, batches, preprocess=preprocess, precision=plan.precision)
-                with progress(total=len(split), initial=start, desc=f"{plan.backbone_name} {plan.dataset.name} {name}") as bar:
+                with progress(total=len(split), initial=start, desc=f"{plan.backbone_name} {plan.dataset.name} {name}{label}") as bar:
                     row, tick = start, time.perf_counter()
                     for block in features:
                         now = time.perf_counter()
@@ -501,16 +527,91 @@ def _run(plan: ExtractPlan, engine: _Engine) -> Path:
                         bar.update(len(block))
                 writer.finish_split(name, device=describe_device(device))
                 info = writer.file[name].attrs
-                log.info("%s: %d images, %.0f images/s", name, len(split), float(info["images_per_second"]))
-            path = writer.commit()
+                log.info("%s%s: %d images, %.0f images/s", name, label, len(split), float(info["images_per_second"]))
+            return writer.commit()
     except FeatxError:
         # bad input (an unreadable image): the partial rows describe a data set the user
         # must fix first, and fixing it changes the key; leave nothing behind
-        cachefile.partial_path(plan.path).unlink(missing_ok=True)
+        cachefile.partial_path(path).unlink(missing_ok=True)
         raise
     except KeyboardInterrupt:
-        log.warning("interrupted: rows written so far are kept in %s; run the same command again to resume", cachefile.partial_path(plan.path).name)
+        log.warning("interrupted: rows written so far are kept in %s; run the same command again to resume", cachefile.partial_path(path).name)
         raise
-    log.info("wrote %s", path)
-    return path
 
+
+def _decoding_workers(plan: ExtractPlan) -> int:
+    """DataLoader processes for image files; none inside a daemonic process.
+
+    Dask's worker processes are daemons by default, and a daemon cannot start child
+    processes: there the files are decoded in-process, with a hint to start the
+    workers with ``DASK_DISTRIBUTED__WORKER__DAEMON=False``.
+    """
+    from featx.batches import default_workers
+
+    config = plan.config
+    workers = default_workers(plan.device) if config.num_workers is None else config.num_workers
+    has_files = any(split.files is not None for split in plan.dataset.splits.values())
+    if workers and has_files and multiprocessing.current_process().daemon:
+        log.warning("decoding image files in-process: this is a daemonic process (a Dask worker), which cannot start "
+                    "DataLoader workers; start the Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False to decode in parallel")
+        return 0
+    return workers
+
+
+# --------------------------------------------------------------------------- one shard
+
+
+def extract_shard(config: ExtractConfig, shard: ShardSpec, *, stitch: bool = True) -> ShardResult:
+    """Compute shard ``K`` of ``N`` of an extraction into its own cache file.
+
+    The shard holds rows ``shard.rows(n)`` of every split (contiguous blocks, see
+    :func:`featx.shards.shard_bounds`), written crash-safely beside the entry
+    (``<cache>/<dataset>/.shards/<backbone>__<key>/shard-K-of-N.h5``, resumable like any
+    cache file); only that block's images are read. The key is the unsharded
+    extraction's key. This is ``featx extract --shard K/N`` (one shard of a Slurm-style
+    array, no Dask) and the task that :mod:`featx.cluster` runs on Dask workers.
+
+    Example::
+
+        for k in range(4):                      # or one per array job
+            result = extract_shard(ExtractConfig(backbone="resnet50"), ShardSpec(k, 4))
+        result.stitched                         # the entry, stitched by the last shard
+
+    Args:
+        config: the extraction (``force`` recomputes this shard).
+        shard: which block (``ShardSpec(index, count)``, 0-based).
+        stitch: when this shard completes the set, stitch the entry (the Dask path
+            stitches in a task of its own instead).
+
+    Returns:
+        A :class:`~featx.shards.ShardResult`; nothing is computed when the entry is
+        already in the cache (sharded or not) or this shard's file is complete.
+
+    Raises:
+        FeatxError: as :func:`extract`; CacheError when stitching finds a shard unusable.
+    """
+    plan = plan_extraction(config)
+    final, target = plan.path, shard.path(plan.path)
+    sizes = {name: len(plan.dataset.splits[name]) for name in SPLITS}
+
+    def done() -> bool:
+        return shards.shard_is_done(target, key=plan.key, shard=shard, sizes=sizes)
+
+    if not config.force and _trusted(final):
+        log.info("cache hit: %s", final)
+        return ShardResult(final=final, path=target, key=plan.key, shard=shard, computed=False, stitched=final)
+    computed = config.force or not done()
+    if computed:
+        engine = _prepare(plan)
+        with cachefile.entry_lock(target, on_wait=lambda: log.info("another featx process is computing %s; waiting for it", target.name)):
+            if config.force:
+                _discard(target)
+            computed = config.force or not done()  # finished by the process we waited for?
+            if computed:
+                _write(plan, engine, path=target, rows={name: shard.rows(n) for name, n in sizes.items()},
+                       attrs=shard.attrs(sizes), label=f" shard {shard}")
+                log.info("wrote %s", target)
+    if not computed:
+        log.info("shard %s of %s is complete already", shard, final.name)
+    stitched = shards.stitch_if_complete(final, shard.count, force=computed) if stitch else None
+    return ShardResult(final=final, path=target, key=plan.key, shard=shard, computed=computed, stitched=stitched)

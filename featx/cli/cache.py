@@ -11,6 +11,7 @@ from featx.cli.options import cache_dir_option
 
 if TYPE_CHECKING:
     from featx.cachefile import CacheInfo
+    from featx.shards import ShardSet
 
 
 @click.group()
@@ -22,6 +23,7 @@ def cache() -> None:
       featx cache ls
       featx cache info 3f2a9c
       featx cache rm 3f2a9c
+      featx cache stitch 3f2a9c
     """
 
 
@@ -31,28 +33,31 @@ def cache() -> None:
 def ls(cache_dir: str | None, as_json: bool) -> None:
     """List cached feature files: data set, backbone, weights, dims, rows, size, complete?
 
+    Sharded extractions not stitched yet are listed with the shards done.
+
     \b
     Example:
       featx cache ls
     """
     from featx.cachefile import list_entries
     from featx.console import format_table, human_bytes
+    from featx.shards import unfinished_shard_sets
 
-    entries = list_entries(cache_dir)
+    summaries = [_entry_summary(info) for info in list_entries(cache_dir)]
+    summaries += [_shard_set_summary(shard_set) for shard_set in unfinished_shard_sets(cache_dir)]
     if as_json:
-        for info in entries:
-            click.echo(json.dumps(_entry_summary(info), sort_keys=True))
+        for summary in summaries:
+            click.echo(json.dumps(summary, sort_keys=True))
         return
-    if not entries:
+    if not summaries:
         click.echo("the cache is empty")
         return
     rows = []
-    for info in entries:
-        summary = _entry_summary(info)
+    for summary in summaries:
         rows.append([
             summary["key"], summary["dataset"], summary["backbone"], summary["weights"], str(summary["dim"]),
             " / ".join(f"{name} {n}" for name, n in summary["rows"].items()) or "-",
-            human_bytes(info.size_bytes), summary["state"],
+            human_bytes(summary["size_bytes"]), summary["state"],
         ])
     click.echo(format_table(rows, ["key", "dataset", "backbone", "weights", "dim", "rows", "size", "state"]))
 
@@ -61,7 +66,7 @@ def _entry_summary(info: CacheInfo) -> dict[str, Any]:
     if info.attrs.get("damaged"):
         state = "damaged"
     elif info.complete:
-        state = "complete"
+        state = f"complete ({len(info.shard_files)} shards)" if info.stitched else "complete"
     elif info.partial:
         state = "partial (resumable)"
     else:
@@ -77,6 +82,20 @@ def _entry_summary(info: CacheInfo) -> dict[str, Any]:
         "rows": {name: (s.n_rows if s.complete else f"{s.n_done}/{s.n_rows}") for name, s in info.splits.items()},
         "size_bytes": info.size_bytes,
         "state": state,
+    }
+
+
+def _shard_set_summary(shard_set: ShardSet) -> dict[str, Any]:
+    return {
+        "key": shard_set.key,
+        "path": str(shard_set.final),
+        "dataset": shard_set.final.parent.name,
+        "backbone": shard_set.backbone,
+        "weights": "-",
+        "dim": "-",
+        "rows": {},
+        "size_bytes": shard_set.size_bytes,
+        "state": f"{shard_set.describe()} (missing: {', '.join(map(str, shard_set.missing))})",
     }
 
 
@@ -118,6 +137,27 @@ def rm(keys: tuple[str, ...], cache_dir: str | None) -> None:
     for key in keys:
         for path in remove_entry(key, cache_dir):
             click.echo(f"removed {path}")
+
+
+@cache.command("stitch")
+@click.argument("key")
+@click.option("--shards", "count", type=click.IntRange(min=1), default=None, help="The shard count, when shard files of several counts are present.")
+@click.option("--force", is_flag=True, help="Stitch again even when the entry is complete.")
+@cache_dir_option
+def stitch(key: str, count: int | None, force: bool, cache_dir: str | None) -> None:
+    """Complete a sharded extraction: stitch its shard files into the entry (no copy).
+
+    KEY: the entry's key, a unique prefix of one, or a path. Every shard must be there
+    and complete (`featx cache ls` shows which are missing). Prints the entry's path.
+
+    \b
+    Example (Slurm: an array of shards, then a dependent job):
+      sbatch --array=0-7 --wrap 'featx extract --backbone resnet50 --shard $SLURM_ARRAY_TASK_ID/8'
+      featx cache stitch 3f2a9c
+    """
+    from featx.shards import stitch_entry
+
+    click.echo(str(stitch_entry(key, count=count, cache_dir=cache_dir, force=force)))
 
 
 @cache.command("verify")

@@ -35,12 +35,16 @@ from featx.extraction import PRECISIONS
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes decoding image files [default: 0 on CPUs of up to 4 cores, one per core up to 16 on CUDA].")
 @click.option("--force", is_flag=True, help="Recompute even when the features are cached.")
 @click.option("--no-download", is_flag=True, help="Never download a missing data set.")
+@click.option("--shard", "shard", default=None, metavar="K/N",
+              help="Compute only shard K (from 0) of N, here, without Dask (one job of a Slurm-style array); the last one stitches the entry.")
 @cache_dir_option
-def extract(**options: object) -> None:
+def extract(shard: str | None, **options: object) -> None:
     """Extract pooled pre-logits features of a frozen timm backbone into the cache.
 
     Prints the path of the cache file. A second run with the same options is a cache
     hit that does not load the model; an interrupted run resumes where it stopped.
+    With --shard K/N it computes one block of rows into a shard file; the last shard
+    stitches the entry. Sharded or not, the entry and its key are the same.
 
     \b
     Examples:
@@ -48,9 +52,15 @@ def extract(**options: object) -> None:
       featx extract --backbone vgg16 --dataset imagefolder:~/pets --image-size 224 --device cuda --precision bf16
       featx extract --backbone resnet50 --weights ./resnet50.safetensors   # offline, local checkpoint
       featx extract --backbone resnet18 --dataset digits --image-size 64 --limit 200
+      featx extract --backbone resnet50 --shard $SLURM_ARRAY_TASK_ID/8      # one shard per array job (--array=0-7)
     """
-    from featx.extraction import ExtractConfig, extract as run_extract
+    from featx.extraction import ExtractConfig, extract as run_extract, extract_shard
+    from featx.shards import ShardSpec
 
     options["download"] = not options.pop("no_download")
     config = ExtractConfig.from_mapping(options)
+    if shard is not None:
+        result = extract_shard(config, ShardSpec.parse(shard))
+        click.echo(str(result.stitched or result.path))
+        return
     click.echo(str(run_extract(config)))

@@ -71,6 +71,16 @@ class ImageSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def rows(self, start: int, stop: int) -> ImageSplit:
+        """Rows ``[start, stop)``, without copying pixels (a view) or touching other files.
+
+        A shard of a sharded extraction reads only its own block: image files outside
+        it are never opened.
+        """
+        if self.pixels is not None:
+            return ImageSplit(labels=self.labels[start:stop], pixels=self.pixels[start:stop])
+        return ImageSplit(labels=self.labels[start:stop], files=(self.files or ())[start:stop])
+
     def take(self, indices: np.ndarray) -> ImageSplit:
         """The images at ``indices`` (in that order)."""
         indices = np.asarray(indices, dtype=np.int64)
