@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -35,6 +35,9 @@ from featx.grids import GridValue, format_point
 from featx.metrics import ClassificationScores, classification_scores, top_k_accuracy
 from featx.records import ClassScore, FeatureSource, GridPointScore, RunRecord, existing_record, jsonable, run_key, run_stem, save_run, source_names
 from featx.search import best_index, collect_warnings, cross_validate_grid, grid_points, stratified_folds
+
+if TYPE_CHECKING:  # dask is imported only when a client is given
+    from distributed import Client, Future
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +176,7 @@ def fit(
     reports_dir: str | os.PathLike[str] | None = None,
     skip_existing: bool = False,
     save: bool = True,
+    client: Client | None = None,
     **options: Any,
 ) -> RunRecord:
     """Grid-search a classifier on cached features; refit the best; score the test split.
@@ -192,6 +196,9 @@ def fit(
         reports_dir: reports root (default ``reports/`` or ``FEATX_REPORTS_DIR``).
         skip_existing: return the record of an identical earlier run instead of fitting.
         save: write the record and the model (``<reports>/runs/...``).
+        client: a ``distributed.Client`` (see :func:`featx.cluster.connect`): the folds
+            and the refit run as tasks on its cluster, and the features are scattered
+            to it once. The scores and the model are those of the local run.
 
     Returns:
         The :class:`~featx.records.RunRecord`; the fitted Pipeline is at
@@ -220,11 +227,21 @@ def fit(
         "%s on %s: %d train / %d test rows, %d features, %d classes",
         config.clf, plan.features_path.name, len(data.y), len(data.y_test), data.X.shape[1], len(data.class_names),
     )
-    search = _cross_validate(config, data)
-    model, test = _refit_and_test(config, search.best_params, data)
+    arrays = (data.X, data.y, data.X_test, data.y_test)
+    X, y, X_test, y_test = arrays if client is None else _share(client, arrays)
+    search = _cross_validate(config, data, X, y, client=client)
+    if client is None:
+        model, test = _refit_and_test(config, search.best_params, X, y, X_test, y_test, len(data.class_names))
+    else:  # one more task, on the features already there
+        from featx.cluster import result_of, task_key
+
+        refit = client.submit(_refit_and_test, config, search.best_params, X, y, X_test, y_test, len(data.class_names),
+                              key=task_key(f"refit-{config.clf}"), pure=False)
+        model, test = result_of(refit)
+    log.info("test accuracy %.4f (refit %.1f s, predict %.2f s)", test.scores.accuracy, test.fit_seconds, test.predict_seconds)
     for message in dict.fromkeys(search.warnings + test.warnings):
         log.warning("%s", message)
-    record = _record(config, plan, data, search, test, model, total_seconds=time.perf_counter() - started)
+    record = _record(config, plan, data, search, test, model, total_seconds=time.perf_counter() - started, client=client)
     if save:
         record_path, _ = save_run(record, model, reports_dir)
         log.info("record: %s", record_path)
@@ -295,6 +312,15 @@ def _read(plan: RunPlan) -> _Data:
     return _Data(X, y, X_test, y_test, class_names, time.perf_counter() - start)
 
 
+def _share(client: Client, arrays: Sequence[np.ndarray]) -> list[Future]:
+    from featx.cluster import share
+
+    start = time.perf_counter()
+    shared = share(client, *arrays)
+    log.info("features sent to the cluster once (%.0f MB, %.1f s)", sum(a.nbytes for a in arrays) / 1e6, time.perf_counter() - start)
+    return shared
+
+
 def _check_data(config: FitConfig, data: _Data) -> None:
     """Refuse what cross-validation cannot do, before any work."""
     counts = np.bincount(data.y, minlength=len(data.class_names))
@@ -321,19 +347,25 @@ def _check_fold_sizes(config: FitConfig, folds: Sequence[tuple[np.ndarray, np.nd
         raise FitError(f"k={k_max} neighbours is more than the {smallest} training rows of a CV fold; lower --k-grid")
 
 
-def _cross_validate(config: FitConfig, data: _Data) -> _Search:
+def _cross_validate(config: FitConfig, data: _Data, X: np.ndarray | Future, y: np.ndarray | Future, *, client: Client | None) -> _Search:
+    """Cross-validate every grid point; ``X`` and ``y`` are ``data``'s arrays, or their
+    futures on ``client``'s cluster."""
     from joblib import effective_n_jobs
 
     folds = stratified_folds(data.y, config.cv, config.seed)
     _check_fold_sizes(config, folds)
     points = grid_points(config.resolved_grid)
     pipeline = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed)
-    workers = max(1, min(effective_n_jobs(config.n_jobs), len(folds)))
-    log.info("searching %d grid point(s) x %d folds with %d worker(s)", len(points), len(folds), workers)
+    if client is None:
+        workers = max(1, min(effective_n_jobs(config.n_jobs), len(folds)))
+        log.info("searching %d grid point(s) x %d folds with %d worker(s)", len(points), len(folds), workers)
+    else:
+        log.info("searching %d grid point(s) x %d folds as Dask tasks", len(points), len(folds))
     start = time.perf_counter()
     with progress(total=len(folds), desc=f"{config.clf} cv", unit="fold") as bar:
         try:
-            results = cross_validate_grid(pipeline, config.spec.searcher, data.X, data.y, points, folds, n_jobs=config.n_jobs, on_fold=lambda _: bar.update(1))
+            results = cross_validate_grid(pipeline, config.spec.searcher, X, y, points, folds, n_jobs=config.n_jobs,
+                                          on_fold=lambda _: bar.update(1), client=client)
         except (ValueError, np.linalg.LinAlgError) as error:
             raise FitError(f"{config.clf} failed during cross-validation: {error}") from error
     search = _Search(
@@ -347,26 +379,30 @@ def _cross_validate(config: FitConfig, data: _Data) -> _Search:
     return search
 
 
-def _refit_and_test(config: FitConfig, params: Mapping[str, Any], data: _Data) -> tuple[Any, _Test]:
-    """Refit the chosen point on the whole train split with the genuine estimator; score the test split once."""
+def _refit_and_test(config: FitConfig, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+                    n_classes: int) -> tuple[Any, _Test]:
+    """Refit the chosen point on the whole train split with the genuine estimator; score the test split once.
+
+    Pure (arrays in, model and scores out), so that it can run as a Dask task.
+    """
     model = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed, params=params)
     # BLAS single-threaded, as in the folds: the products are skinny (n x d times d x
     # classes) and OpenBLAS threads made lbfgs 3x slower on the machine this was measured on.
     with collect_warnings() as messages, threadpool_limits(limits=1, user_api="blas"):
         start = time.perf_counter()
-        model.fit(data.X, data.y)
+        model.fit(X, y)
         fit_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        predicted = model.predict(data.X_test)
-        scores = _scores(model, data.X_test)
+        predicted = model.predict(X_test)
+        scores = _scores(model, X_test)
         predict_seconds = time.perf_counter() - start
-    test = classification_scores(data.y_test, predicted, len(data.class_names))
-    top5 = top_k_accuracy(data.y_test, scores, model.classes_) if scores is not None else None
-    log.info("test accuracy %.4f (refit %.1f s, predict %.2f s)", test.accuracy, fit_seconds, predict_seconds)
+    test = classification_scores(y_test, predicted, n_classes)
+    top5 = top_k_accuracy(y_test, scores, model.classes_) if scores is not None else None
     return model, _Test(test, top5, fit_seconds, predict_seconds, messages)
 
 
-def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test: _Test, model: Any, *, total_seconds: float) -> RunRecord:
+def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test: _Test, model: Any, *, total_seconds: float,
+            client: Client | None = None) -> RunRecord:
     means, stds, ranks, scores = search.means, search.stds, _ranks(search.means), test.scores
     return RunRecord(
         run_key=plan.key,
@@ -407,7 +443,7 @@ def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test
         record_file=plan.record_file,
         model_file=plan.model_file,
         warnings=list(dict.fromkeys(search.warnings + test.warnings)),
-        environment=_environment(),
+        environment=_environment(client),
     )
 
 
@@ -446,10 +482,16 @@ def _feature_source(plan: RunPlan, data: _Data) -> FeatureSource:
     )
 
 
-def _environment() -> dict[str, Any]:
+def _environment(client: Client | None = None) -> dict[str, Any]:
+    """Versions and machine of this process; with a client, its cluster (``dask``)."""
     import scipy
     import sklearn
 
+    cluster: dict[str, Any] = {}
+    if client is not None:
+        from featx.cluster import cluster_summary
+
+        cluster = {"dask": cluster_summary(client)}
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -457,4 +499,5 @@ def _environment() -> dict[str, Any]:
         "scikit_learn": sklearn.__version__,
         "platform": platform.platform(terse=True),
         "cpu_count": os.cpu_count(),
+        **cluster,
     }

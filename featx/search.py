@@ -16,7 +16,9 @@ point for point and fold for fold; the work is shared where the maths allows:
   because lbfgs at its default tolerance stops short of the optimum, at a point that
   depends on where it started);
 * folds run in parallel with joblib, each with single-threaded BLAS; the feature matrix
-  is shared with the workers (memory-mapped), never copied per grid point.
+  is shared with the workers (memory-mapped), never copied per grid point. Given a Dask
+  client, each fold is a task on its cluster instead, and the feature matrix is
+  scattered to the cluster once.
 
 Every function here takes arrays and returns numbers; nothing reads or writes files.
 """
@@ -29,7 +31,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -39,6 +41,9 @@ from threadpoolctl import threadpool_limits
 
 from featx import l2svm
 from featx.metrics import accuracy
+
+if TYPE_CHECKING:  # dask is imported only when a client is given
+    from distributed import Client, Future
 
 log = logging.getLogger(__name__)
 
@@ -258,13 +263,14 @@ def score_fold(index: int, pipeline: Pipeline, searcher: Searcher, X: np.ndarray
 def cross_validate_grid(
     pipeline: Pipeline,
     searcher: Searcher,
-    X: np.ndarray,
-    y: np.ndarray,
+    X: np.ndarray | Future,
+    y: np.ndarray | Future,
     points: Sequence[Point],
     folds: Sequence[Fold],
     *,
     n_jobs: int = -1,
     on_fold: Callable[[FoldResult], None] | None = None,
+    client: Client | None = None,
 ) -> list[FoldResult]:
     """Score every grid point on every fold, folds in parallel.
 
@@ -272,23 +278,48 @@ def cross_validate_grid(
         pipeline: transformers then the estimator (unfitted; its last step's params are
             the fixed ones, each grid point overrides some of them).
         searcher: scores all points of one fold at once (see the ``search_*`` functions).
-        X: ``(n_samples, n_features)`` float32 training features (all folds).
-        y: ``(n_samples,)`` labels.
+        X: ``(n_samples, n_features)`` float32 training features (all folds); with a
+            ``client``, also a future of them (``client.scatter``), to share one copy on
+            the cluster between several searches.
+        y: ``(n_samples,)`` labels (or their future, likewise).
         points: estimator parameters of each grid point.
         folds: ``(train_indices, val_indices)`` pairs.
-        n_jobs: joblib workers (-1: all cores); never more than the folds.
+        n_jobs: joblib workers (-1: all cores); never more than the folds. With a
+            ``client``: folds in flight on the cluster at once (-1: all of them).
         on_fold: called in the parent as each fold finishes (progress).
+        client: a ``distributed.Client``: each fold is a task on its cluster, and ``X``
+            and ``y`` are scattered to it once (not once per fold). Same scores.
 
     Returns:
         One :class:`FoldResult` per fold, in fold order.
     """
-    from joblib import Parallel, delayed, effective_n_jobs
+    if client is not None:
+        finished = _folds_on_cluster(client, pipeline, searcher, X, y, points, folds, limit=None if n_jobs < 0 else n_jobs)
+    else:
+        from joblib import Parallel, delayed, effective_n_jobs
 
-    workers = max(1, min(effective_n_jobs(n_jobs), len(folds)))
-    jobs = (delayed(score_fold)(index, pipeline, searcher, X, y, fold, points) for index, fold in enumerate(folds))
+        workers = max(1, min(effective_n_jobs(n_jobs), len(folds)))
+        jobs = (delayed(score_fold)(index, pipeline, searcher, X, y, fold, points) for index, fold in enumerate(folds))
+        finished = Parallel(n_jobs=workers, return_as="generator_unordered")(jobs)
     results: list[FoldResult] = []
-    for result in Parallel(n_jobs=workers, return_as="generator_unordered")(jobs):
+    for result in finished:
         if on_fold is not None:
             on_fold(result)
         results.append(result)
     return sorted(results, key=lambda r: r.index)
+
+
+def _folds_on_cluster(client: Client, pipeline: Pipeline, searcher: Searcher, X: np.ndarray | Future, y: np.ndarray | Future,
+                      points: Sequence[Point], folds: Sequence[Fold], *, limit: int | None) -> Iterator[FoldResult]:
+    """One Dask task per fold; the features go to the cluster once, as futures."""
+    from distributed import Future
+
+    from featx import cluster
+
+    if not isinstance(X, Future) or not isinstance(y, Future):
+        X, y = cluster.share(client, X, y)
+
+    def submit(index: int) -> Future:  # pure computation: an exception would come back, not retried
+        return client.submit(score_fold, index, pipeline, searcher, X, y, folds[index], points, key=cluster.task_key(f"fold-{index}"), pure=False)
+
+    yield from cluster.run_tasks(submit, len(folds), limit=limit)

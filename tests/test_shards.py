@@ -197,6 +197,17 @@ def test_shard_array_through_the_cli_equals_the_unsharded_extraction(monkeypatch
     assert restitched.exit_code == 0 and Path(restitched.stdout.strip()) == entry and verify_file(entry) == []
 
 
+def test_shard_options_are_checked() -> None:
+    runner = CliRunner()
+    out_of_range = runner.invoke(main, ["extract", *TINY_ARGS, "--shard", "2/2"])
+    assert out_of_range.exit_code == 2 and "K must be in 0..1" in out_of_range.output
+    both = runner.invoke(main, ["extract", *TINY_ARGS, "--shard", "0/2", "--shards", "2"])
+    assert both.exit_code == 2 and "without Dask" in both.output
+    no_scheduler = runner.invoke(main, ["extract", *TINY_ARGS, "--shards", "2"])
+    assert no_scheduler.exit_code == 2 and "needs a Dask scheduler" in no_scheduler.output
+    assert not cache_root().exists() or not any(cache_root().rglob("*.h5"))
+
+
 def test_a_rerun_recomputes_only_the_missing_shard() -> None:
     config = ExtractConfig(backbone="test_resnet", **TINY)
     results = [extract_shard(config, ShardSpec(k, 3)) for k in range(3)]

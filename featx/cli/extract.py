@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featx.cli.options import cache_dir_option
+from featx.cli.options import cache_dir_option, scheduler_option
 from featx.dataconfig import CROP_MODES, INTERPOLATIONS
 from featx.extraction import PRECISIONS
 
@@ -35,16 +35,20 @@ from featx.extraction import PRECISIONS
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes decoding image files [default: 0 on CPUs of up to 4 cores, one per core up to 16 on CUDA].")
 @click.option("--force", is_flag=True, help="Recompute even when the features are cached.")
 @click.option("--no-download", is_flag=True, help="Never download a missing data set.")
+@scheduler_option
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="With --scheduler: split each split's rows into N contiguous shards, one Dask task each, stitched into one entry.")
 @click.option("--shard", "shard", default=None, metavar="K/N",
               help="Compute only shard K (from 0) of N, here, without Dask (one job of a Slurm-style array); the last one stitches the entry.")
 @cache_dir_option
-def extract(shard: str | None, **options: object) -> None:
+def extract(scheduler: str | None, shards: int | None, shard: str | None, **options: object) -> None:
     """Extract pooled pre-logits features of a frozen timm backbone into the cache.
 
     Prints the path of the cache file. A second run with the same options is a cache
     hit that does not load the model; an interrupted run resumes where it stopped.
-    With --shard K/N it computes one block of rows into a shard file; the last shard
-    stitches the entry. Sharded or not, the entry and its key are the same.
+    With --scheduler the extraction runs on a Dask cluster's workers (a GPU worker when
+    they advertise a GPU resource), which write the cache: it must be on a filesystem
+    they share. Sharded or not, the entry and its key are the same.
 
     \b
     Examples:
@@ -52,15 +56,28 @@ def extract(shard: str | None, **options: object) -> None:
       featx extract --backbone vgg16 --dataset imagefolder:~/pets --image-size 224 --device cuda --precision bf16
       featx extract --backbone resnet50 --weights ./resnet50.safetensors   # offline, local checkpoint
       featx extract --backbone resnet18 --dataset digits --image-size 64 --limit 200
+      featx extract --backbone vit_large_patch14_dinov2 --dataset imagefolder:/data/big --scheduler tcp://head:8786 --shards 8
       featx extract --backbone resnet50 --shard $SLURM_ARRAY_TASK_ID/8      # one shard per array job (--array=0-7)
     """
+    from featx.cluster import connect, extract_on_cluster, scheduler_address
+    from featx.errors import ConfigError
     from featx.extraction import ExtractConfig, extract as run_extract, extract_shard
     from featx.shards import ShardSpec
 
     options["download"] = not options.pop("no_download")
     config = ExtractConfig.from_mapping(options)
+    scheduler = scheduler_address(scheduler)
     if shard is not None:
+        if shards is not None or scheduler is not None:
+            raise ConfigError("--shard K/N runs one shard here, without Dask; drop --shards and --scheduler (or unset FEATX_SCHEDULER)")
         result = extract_shard(config, ShardSpec.parse(shard))
         click.echo(str(result.stitched or result.path))
         return
-    click.echo(str(run_extract(config)))
+    if scheduler is None:
+        if shards is not None:
+            raise ConfigError("--shards N needs a Dask scheduler (--scheduler ADDRESS or local:N, or FEATX_SCHEDULER); "
+                              "to compute one shard here, use --shard K/N")
+        click.echo(str(run_extract(config)))
+        return
+    with connect(scheduler) as client:
+        click.echo(str(extract_on_cluster(client, config, shards=shards)))

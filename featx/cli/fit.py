@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from featx.cli.options import cache_dir_option, features_dataset_option, features_option, reports_dir_option, scale_option
+from featx.cli.options import cache_dir_option, features_dataset_option, features_option, reports_dir_option, scale_option, scheduler_option
 
 if TYPE_CHECKING:
     from featx.classifiers import ClassifierSpec
@@ -40,9 +40,10 @@ class FitCommand(click.Command):
 @scale_option
 @click.option("--pca", type=int, default=None, help="Keep N principal components before the classifier.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the folds, PCA and the classifier.")
-@click.option("--n-jobs", type=int, default=-1, show_default=True, help="Parallel fold workers; -1: all cores.")
+@click.option("--n-jobs", type=int, default=-1, show_default=True, help="Parallel fold workers; -1: all cores. With --scheduler: folds in flight on the cluster; -1: all.")
 @click.option("--skip-existing", is_flag=True, help="Print the record of an identical earlier run instead of fitting again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+@scheduler_option
 @features_dataset_option
 @cache_dir_option
 @reports_dir_option
@@ -61,6 +62,7 @@ def fit(
     n_jobs: int,
     skip_existing: bool,
     as_json: bool,
+    scheduler: str | None,
     dataset: str,
     cache_dir: str | None,
     reports_dir: str | None,
@@ -77,15 +79,18 @@ def fit(
       featx fit --features resnet50 --clf logreg --C-grid logspace:-4:2:13 --cv 5
       featx fit --features resnet50 --clf knn --k-grid 1,3,5,11,21 --weights uniform,distance --metric euclidean,cosine
       featx fit --features features/cifar10/vgg16__ab12cd.h5 --clf linearsvc --scale l2 --pca 256 --json
+      featx fit --features resnet50 --clf linearsvc --scheduler tcp://head:8786     # folds on a Dask cluster
     """
     from featx.classifiers import get_classifier
+    from featx.cluster import connect
     from featx.fitting import FitConfig, fit as run_fit
 
     spec = get_classifier(clf)
     given = {"--C-grid": c_grid, "--k-grid": k_grid, "--weights": weights, "--metric": metric}
     grid = grid_from_options(spec, {option: value for option, value in given.items() if value is not None}, extra_grid)
     config = FitConfig(clf=clf, grid=grid, cv=cv, scale=scale, pca=pca, seed=seed, n_jobs=n_jobs)
-    record = run_fit(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, skip_existing=skip_existing)
+    with connect(scheduler) as client:
+        record = run_fit(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, skip_existing=skip_existing, client=client)
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
     else:

@@ -48,3 +48,15 @@ scale_option = click.option(
     show_default=True,
     help="Feature scaling fitted on the training rows: standard (zero mean, unit variance), l2 (unit length rows), none.",
 )
+
+# --- Dask ---------------------------------------------------------------------------------
+
+scheduler_option = click.option(
+    "--scheduler",
+    default=None,
+    envvar="FEATX_SCHEDULER",
+    show_envvar=True,
+    metavar="ADDRESS",
+    help="Run on a Dask cluster: tcp://HOST:PORT of a running scheduler, local:N for N worker processes on this machine, "
+         "or a scheduler file (.json) [default: run here, without Dask].",
+)

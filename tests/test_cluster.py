@@ -1,0 +1,272 @@
+"""featx on a Dask cluster: a LocalCluster of two worker processes on 127.0.0.1 (shared by
+the module's tests). Cluster fits equal local fits exactly; sharded extraction equals the
+unsharded one row for row, also when a worker process is killed in the middle; errors
+are clear and fast. Only loopback addresses are ever used."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("distributed")
+
+from distributed import Client, LocalCluster  # noqa: E402
+
+import featx  # noqa: E402
+from featx import cachefile, cluster  # noqa: E402
+from featx.cli import main  # noqa: E402
+from featx.errors import ConfigError, DatasetError, SchedulerError  # noqa: E402
+from featx.extraction import ExtractConfig, plan_extraction  # noqa: E402
+from featx.fitting import FitConfig  # noqa: E402
+from featx.records import RunRecord, load_model  # noqa: E402
+from featx.shards import ShardSpec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK = "tcp://127.0.0.1:"
+#: the whole digits data set (1,437 + 360 images) at 48 px: enough rows for shards
+DIGITS = {"weights": "random", "image_size": 48, "dataset": "digits", "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def dask_cluster() -> Iterator[LocalCluster]:
+    saved = dict(os.environ)  # the nannies set OMP_NUM_THREADS=1 & co. here, for the workers they spawn
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as local:
+        yield local
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def client(dask_cluster: LocalCluster) -> Iterator[Client]:
+    with Client(dask_cluster) as connected:
+        yield connected
+
+
+@pytest.fixture(scope="module")
+def digits_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The unsharded extraction of :data:`DIGITS`, here in the test process."""
+    path = featx.extract("test_resnet", **DIGITS, cache_dir=tmp_path_factory.mktemp("reference"))
+    return {split: featx.load_features(path, split)[:2] for split in ("train", "test")}
+
+
+def cache_root() -> Path:
+    return Path(os.environ["FEATX_CACHE_DIR"])
+
+
+def assert_same_features(path: Path, reference: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Row for row: the same labels, the same features (computed by other processes with
+    other thread counts, so equal to float32 rounding)."""
+    for split, (x_ref, y_ref) in reference.items():
+        x, y, _ = featx.load_features(path, split)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_allclose(x, x_ref, rtol=1e-5, atol=1e-6)
+
+
+def assert_same_fit(ours: RunRecord, theirs: RunRecord) -> None:
+    assert [p.params for p in ours.cv_results] == [p.params for p in theirs.cv_results]
+    assert [p.fold_scores for p in ours.cv_results] == [p.fold_scores for p in theirs.cv_results]
+    assert ours.best_params == theirs.best_params and ours.cv_best_score == theirs.cv_best_score
+    assert ours.test_accuracy == theirs.test_accuracy and ours.confusion_matrix == theirs.confusion_matrix
+    assert ours.run_key == theirs.run_key
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+def test_the_cluster_listens_on_loopback_only(client: Client) -> None:
+    assert client.scheduler.address.startswith(LOOPBACK)
+    assert all(worker.startswith(LOOPBACK) for worker in client.scheduler_info(n_workers=-1)["workers"])
+
+
+def test_scheduler_addresses() -> None:
+    assert cluster.SchedulerAddress.parse("local:3").local_workers == 3
+    assert cluster.SchedulerAddress.parse("local").local_workers == len(os.sched_getaffinity(0))
+    assert cluster.SchedulerAddress.parse("tcp://127.0.0.1:8786").local_workers is None
+    assert cluster.SchedulerAddress.parse("scheduler.json").scheduler_file == Path("scheduler.json")
+    for bad in ("local:0", "local:x", " "):
+        with pytest.raises(ConfigError):
+            cluster.SchedulerAddress.parse(bad)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_within_seconds() -> None:
+    address = f"{LOOPBACK}{free_port()}"
+    started = time.perf_counter()
+    result = CliRunner().invoke(main, ["fit", "--features", "x.h5", "--clf", "logreg", "--scheduler", address])
+    assert time.perf_counter() - started < cluster.CONNECT_TIMEOUT + 5
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and address in result.output
+    assert "cannot reach the Dask scheduler" in result.output and "dask scheduler" in result.output
+
+
+def test_a_scheduler_without_workers_is_a_clear_error() -> None:
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as empty:
+        with pytest.raises(SchedulerError, match="has no workers"):
+            with cluster.connect(empty.scheduler_address, worker_timeout=0.5):
+                pass
+
+
+def test_connecting_checks_the_workers_run_this_featx(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    with cluster.connect(client.scheduler.address) as connected:
+        assert cluster.describe(connected) == f"{client.scheduler.address} (2 workers, 2 threads)"
+        assert cluster.gpu_resources(connected) is None  # no worker advertises a GPU
+    monkeypatch.setattr(cluster, "__version__", "0.0-other")
+    with pytest.raises(SchedulerError, match="another featx version than this one \\(0.0-other\\)"):
+        with cluster.connect(client.scheduler.address):
+            pass
+
+
+def test_local_n_starts_a_loopback_cluster_and_closes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    with cluster.connect("local:1") as client:
+        assert client is not None and client.scheduler.address.startswith(LOOPBACK)
+        summary = cluster.cluster_summary(client)
+        assert summary["workers"] == 1 and summary["threads"] == 1
+        assert all(worker.startswith(LOOPBACK) for worker in client.scheduler_info(n_workers=-1)["workers"])
+    assert client.status == "closed" and os.environ["OMP_NUM_THREADS"] == "7"  # what the nanny set is undone
+    with cluster.connect(None) as nothing:  # no address, no FEATX_SCHEDULER: no cluster
+        assert nothing is None
+
+
+def test_without_a_scheduler_nothing_imports_dask(feature_file: Callable[..., Path]) -> None:
+    """Plain ``featx fit`` and ``featx extract`` in a fresh interpreter never import dask."""
+    path = feature_file()
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from featx.cli import main
+        for args in (["fit", "--features", {str(path)!r}, "--clf", "logreg", "--C-grid", "1", "--cv", "3", "--n-jobs", "1"],
+                     ["extract", "--backbone", "test_resnet", "--weights", "random", "--image-size", "32", "--dataset", "digits", "--limit", "20"]):
+            try:
+                main(["-q", *args])
+            except SystemExit as stop:
+                assert stop.code in (0, None), stop.code
+        print("DASK", sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop(cluster.SCHEDULER_ENV, None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "DASK []" in done.stdout, done.stdout
+
+
+# --------------------------------------------------------------------------- fitting on the cluster
+
+
+@pytest.mark.parametrize(("clf", "grid"), [
+    ("linearsvc", {"C": [0.01, 0.1, 1.0]}),
+    ("logreg", {"C": [0.01, 1.0]}),
+    ("knn", {"n_neighbors": [1, 5, 9], "weights": ["uniform", "distance"]}),
+])
+def test_cluster_fit_equals_local_fit(client: Client, feature_file: Callable[..., Path], clf: str, grid: dict) -> None:
+    path = feature_file(n_train=240, n_test=90, dim=12, n_classes=4, separation=0.7, seed=3)
+    config = FitConfig(clf=clf, grid=grid, cv=4, n_jobs=1)
+    local = featx.fit(path, config, reports_dir=cache_root().parent / "local")
+    remote = featx.fit(path, config, client=client)
+    assert_same_fit(remote, local)
+    assert remote.environment["dask"]["workers"] == 2 and "dask" not in local.environment
+    X_test, _, _ = featx.load_features(path, "test")
+    np.testing.assert_array_equal(load_model(remote).predict(X_test), load_model(local, cache_root().parent / "local").predict(X_test))
+
+
+def test_cli_fit_on_the_scheduler_named_by_the_environment(client: Client, feature_file: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = feature_file(n_train=120, n_test=60, dim=8, separation=1.0)
+    local = featx.fit(path, clf="logreg", grid={"C": "0.1,1"}, cv=3, save=False)
+    monkeypatch.setenv(cluster.SCHEDULER_ENV, client.scheduler.address)
+    result = CliRunner().invoke(main, ["fit", "--features", str(path), "--clf", "logreg", "--C-grid", "0.1,1", "--cv", "3", "--n-jobs", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    remote = RunRecord.from_dict(json.loads(result.stdout))
+    assert_same_fit(remote, local)
+    assert remote.environment["dask"]["scheduler"] == client.scheduler.address
+    assert "as Dask tasks" in result.stderr
+
+
+# --------------------------------------------------------------------------- extraction on the cluster
+
+
+def test_sharded_extraction_equals_the_unsharded_one(client: Client, digits_reference, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ExtractConfig(backbone="test_resnet", **DIGITS)
+    path = cluster.extract_on_cluster(client, config, shards=3)
+    assert path == plan_extraction(config).path  # the unsharded key and place
+    info = cachefile.read_info(path)
+    assert info.stitched and [f.name for f in info.shard_files] == [f"shard-{k}-of-3.h5" for k in range(3)]
+    assert cachefile.verify_file(path) == []
+    assert_same_features(path, digits_reference)
+    stamps = [f.stat().st_mtime_ns for f in info.shard_files]
+    assert cluster.extract_on_cluster(client, config, shards=3) == path  # a cache hit: no shard recomputed
+    assert [f.stat().st_mtime_ns for f in info.shard_files] == stamps
+    monkeypatch.setattr("featx.backbones.create_backbone", lambda *a, **k: pytest.fail("built a model on a cache hit"))
+    assert featx.extract(config) == path  # and so is a plain extract here
+
+
+def test_a_worker_killed_during_a_sharded_extraction(client: Client, digits_reference) -> None:
+    config = ExtractConfig(backbone="test_resnet", **{**DIGITS, "batch_size": 2})
+    final = plan_extraction(config).path
+    future = cluster.submit_extract(client, config, shards=2)
+    victim = _kill_a_worker_writing_a_shard(client, final)
+    path = cluster.result_of(future)
+    assert path == final and victim.exists()  # the killed worker's shard was finished all the same
+    assert cachefile.verify_file(path) == []
+    assert_same_features(path, digits_reference)
+    assert not list(cachefile.shards_dir(final).glob("*.partial.h5"))
+
+
+def _kill_a_worker_writing_a_shard(client: Client, final: Path, *, timeout: float = 120.0) -> Path:
+    """SIGKILL the worker process that is writing a shard file, once its rows started to
+    land; return that shard's (final) file, which must not exist yet at that moment."""
+    pids = client.run(os.getpid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        partials = list(cachefile.shards_dir(final).glob("shard-*.partial.h5"))
+        for worker, keys in client.processing().items():
+            running = [key for key in keys if "shard-" in str(key)]
+            if partials and running:
+                index = int(str(running[0]).split("shard-")[1].split("-of-")[0])
+                victim = ShardSpec(index, 2).path(final)
+                if cachefile.partial_path(victim).exists() and not victim.exists():
+                    os.kill(pids[worker], signal.SIGKILL)
+                    return victim
+        time.sleep(0.02)
+    pytest.fail("no shard task was seen writing its file")
+
+
+def test_a_featx_error_in_a_task_is_raised_as_itself(client: Client, tmp_path: Path) -> None:
+    config = ExtractConfig(backbone="test_resnet", weights="random", dataset=f"imagefolder:{tmp_path / 'absent'}")
+    with pytest.raises(DatasetError, match="does not exist"):
+        cluster.extract_on_cluster(client, config, shards=2)
+    result = CliRunner().invoke(main, ["extract", "--backbone", "test_resnet", "--weights", "random", "--dataset", f"imagefolder:{tmp_path / 'absent'}",
+                                       "--scheduler", client.scheduler.address, "--shards", "2"])
+    assert result.exit_code == 2 and "does not exist" in result.output and "Traceback" not in result.output
+    assert not cache_root().exists() or not any(cache_root().rglob("*.h5"))
+
+
+def test_runner_api_chains_extraction_fit_and_pca(client: Client) -> None:
+    """What a pipeline runner does: futures for an extraction, and for a fit and a PCA on its features."""
+    config = ExtractConfig(backbone="test_resnet", weights="random", image_size=32, dataset="digits", limit=120)
+    fit_config = FitConfig(clf="logreg", grid={"C": [0.1, 1.0]}, cv=3)
+    features = cluster.submit_extract(client, config, shards=2)
+    fitted = cluster.submit_fit(client, features, fit_config, dataset="digits")
+    plotted = cluster.submit_pca(client, features, dataset="digits", per_class=5)
+    record, pca = cluster.result_of(fitted), cluster.result_of(plotted)
+    path = cluster.result_of(features)
+    assert cachefile.read_info(path).stitched and Path(record.features.path) == path
+    assert record.path().is_file() and load_model(record) is not None and pca.scatter_png.is_file()
+    assert record.environment["dask"]["workers"] == 2
+    assert_same_fit(record, featx.fit(path, fit_config, save=False))
