@@ -327,15 +327,22 @@ def result_of(future: Future) -> Any:
         raise
 
 
-def results_as_completed(futures: Iterable[Future]) -> Iterator[Any]:
-    """Yield the results of already-submitted tasks as they complete; on a failure,
-    cancel the others and raise (see :func:`result_of`)."""
+def results_as_completed(futures: Iterable[Future]) -> Iterator[tuple[Future, Any]]:
+    """Yield ``(future, result)`` for already-submitted tasks as they complete; on a
+    failure, cancel the others and raise (see :func:`result_of`).
+
+    Example (a runner waiting for its cells)::
+
+        cells = {submit_fit(client, features, config): name for name, config in configs.items()}
+        for future, record in results_as_completed(cells):
+            print(cells[future], record.test_accuracy)
+    """
     from distributed import as_completed
 
     pending = list(futures)
     try:
         for future in as_completed(pending):
-            yield result_of(future)
+            yield future, result_of(future)
     finally:
         _cancel(pending)
 
@@ -493,7 +500,7 @@ def extract_on_cluster(client: Client, config: ExtractConfig, *, shards: int | N
     final, attempts = _submit_extract(client, config, shards=shards, retries=retries)
     if attempts:
         with progress(total=len(attempts), desc=f"{config.backbone} shards", unit="shard") as bar:
-            for outcome in results_as_completed(attempts):
+            for _, outcome in results_as_completed(attempts):
                 result = _unwrap(outcome)
                 log.info("shard %s of %s: %s", result.shard, result.final.name, "computed" if result.computed else "found complete")
                 bar.update(1)

@@ -257,16 +257,17 @@ def test_a_featx_error_in_a_task_is_raised_as_itself(client: Client, tmp_path: P
     assert not cache_root().exists() or not any(cache_root().rglob("*.h5"))
 
 
-def test_runner_api_chains_extraction_fit_and_pca(client: Client) -> None:
-    """What a pipeline runner does: futures for an extraction, and for a fit and a PCA on its features."""
+def test_runner_api_chains_extraction_fits_and_pca(client: Client) -> None:
+    """What a pipeline runner does: futures for an extraction, and for fits and a PCA on its features."""
     config = ExtractConfig(backbone="test_resnet", weights="random", image_size=32, dataset="digits", limit=120)
-    fit_config = FitConfig(clf="logreg", grid={"C": [0.1, 1.0]}, cv=3)
+    configs = {"logreg": FitConfig(clf="logreg", grid={"C": [0.1, 1.0]}, cv=3), "knn": FitConfig(clf="knn", grid={"n_neighbors": [1, 5]}, cv=3)}
     features = cluster.submit_extract(client, config, shards=2)
-    fitted = cluster.submit_fit(client, features, fit_config, dataset="digits")
+    cells = {cluster.submit_fit(client, features, fit_config, dataset="digits"): clf for clf, fit_config in configs.items()}
     plotted = cluster.submit_pca(client, features, dataset="digits", per_class=5)
-    record, pca = cluster.result_of(fitted), cluster.result_of(plotted)
-    path = cluster.result_of(features)
-    assert cachefile.read_info(path).stitched and Path(record.features.path) == path
-    assert record.path().is_file() and load_model(record) is not None and pca.scatter_png.is_file()
-    assert record.environment["dask"]["workers"] == 2
-    assert_same_fit(record, featx.fit(path, fit_config, save=False))
+    records = {cells[future]: record for future, record in cluster.results_as_completed(cells)}
+    path, pca = cluster.result_of(features), cluster.result_of(plotted)
+    assert cachefile.read_info(path).stitched and pca.scatter_png.is_file()
+    for clf, record in records.items():
+        assert Path(record.features.path) == path and record.clf == clf and record.environment["dask"]["workers"] == 2
+        assert record.path().is_file() and load_model(record) is not None
+        assert_same_fit(record, featx.fit(path, configs[clf], save=False))
