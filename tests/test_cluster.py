@@ -144,6 +144,15 @@ def test_local_n_starts_a_loopback_cluster_and_closes_it(monkeypatch: pytest.Mon
         assert nothing is None
 
 
+def test_tasks_get_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers have another working directory (and, elsewhere, another environment)."""
+    monkeypatch.chdir(tmp_path)
+    config = cluster.portable_config(ExtractConfig(backbone="resnet50", dataset="imagefolder:pets", weights="w.pth", cache_dir="features"))
+    assert config.dataset == f"imagefolder:{tmp_path / 'pets'}" and config.weights == str(tmp_path / "w.pth")
+    assert config.cache_dir == str(tmp_path / "features") and Path(str(config.data_dir)).is_absolute()
+    assert cluster.portable_config(ExtractConfig(backbone="resnet50", weights="random")).dataset == "cifar10"
+
+
 def test_without_a_scheduler_nothing_imports_dask(feature_file: Callable[..., Path]) -> None:
     """Plain ``featx fit`` and ``featx extract`` in a fresh interpreter never import dask."""
     path = feature_file()
