@@ -151,6 +151,16 @@ def test_pca_writes_pngs_named_after_the_features(cached: Path) -> None:
     assert "components needed" in result.stdout
 
 
+def test_pca_skip_existing_keeps_matching_plots_only(cached: Path) -> None:
+    assert _run("pca", "--features", "resnet50", "--per-class", "5").exit_code == 0
+    scatter = _reports() / "pca" / "resnet50__0123456789abcdef__standard__scatter.png"
+    drawn = scatter.stat().st_mtime_ns
+    assert _run("pca", "--features", "resnet50", "--per-class", "5", "--skip-existing").exit_code == 0
+    assert scatter.stat().st_mtime_ns == drawn
+    assert _run("pca", "--features", "resnet50", "--per-class", "6", "--skip-existing").exit_code == 0  # another sample
+    assert scatter.stat().st_mtime_ns != drawn
+
+
 def test_pca_bad_input_writes_nothing(cached: Path) -> None:
     _poison(cached)
     result = _run("pca", "--features", "resnet50")
