@@ -171,19 +171,19 @@ def test_pca_bad_input_writes_nothing(cached: Path) -> None:
 
 
 def test_stage_two_never_imports_torch(cached: Path) -> None:
-    """Run fit and pca through the real entry point in a fresh interpreter."""
+    """Run fit, pca and report through the real entry point in a fresh interpreter."""
     script = textwrap.dedent(
         f"""
         import sys
         from featx.cli import main
         for args in (["fit", "--features", {str(cached)!r}, "--clf", "knn", "--k-grid", "1", "--cv", "3"],
-                     ["pca", "--features", {str(cached)!r}]):
+                     ["pca", "--features", {str(cached)!r}], ["report"]):
             try:
                 main(["-q", *args])
             except SystemExit as stop:
                 assert stop.code in (0, None), stop.code
         import featx
-        featx.fit, featx.pca, featx.load_features
+        featx.fit, featx.pca, featx.load_features, featx.report
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "timm"))
         print("HEAVY", heavy)
         """
