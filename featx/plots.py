@@ -83,7 +83,7 @@ def grid_curve_png(
     fig = figure(6.4, 4.2)
     ax = fig.add_subplot()
     if axis is None:
-        labels = [format_point(p) or "default" for p in points]
+        labels = [format_point(p, short=True) or "default" for p in points]
         positions = np.arange(len(points))
         colours = ["tab:orange" if dict(p) == dict(best) else "tab:blue" for p in points]
         ax.bar(positions, means_a, yerr=stds_a, color=colours, capsize=3)
@@ -106,7 +106,7 @@ def grid_curve_png(
             ax.minorticks_off()
         best_index = next(i for i, p in enumerate(points) if dict(p) == dict(best))
         ax.plot([points[best_index][axis]], [means_a[best_index]], marker="*", markersize=16, color="gold",
-                markeredgecolor="black", markeredgewidth=0.8, linestyle="none", zorder=5, label=f"best: {format_point(best)}")
+                markeredgecolor="black", markeredgewidth=0.8, linestyle="none", zorder=5, label=f"best: {format_point(best, short=True)}")
         ax.set_xlabel({"C": "C (inverse regularisation strength)", "n_neighbors": "k (neighbours)"}.get(axis, axis))
         fig.legend(loc="outside lower center", fontsize="x-small", frameon=False, ncols=2 if len(series) > 1 else 1)
         _accuracy_limits(ax, means_a, stds_a)

@@ -43,7 +43,7 @@ from featx._version import __version__
 from featx.atomic import atomic_write_text
 from featx.classifiers import CLASSIFIERS, Scale
 from featx.errors import FeatxError, ReportError
-from featx.grids import format_point, format_value, format_values
+from featx.grids import format_point, format_short, format_spec, format_value
 from featx.records import RUNS_DIR, RunRecord, iter_records
 
 log = logging.getLogger(__name__)
@@ -453,7 +453,7 @@ def _table_view(group: pd.DataFrame, selection: _Selection, root: Path, *, pca: 
                 test=record.test_accuracy,
                 cv_mean=record.cv_best_score,
                 cv_std=record.cv_best_std,
-                params=format_point(record.best_params),
+                params=format_point(record.best_params, short=True),
                 anchor=_anchor("run", record.run_key),
                 best=record.test_accuracy == best_value,
                 flags=tuple(_run_flags(record)),
@@ -507,7 +507,7 @@ def _run_flags(record: RunRecord) -> list[str]:
         if inside is not None and record.cv_best_score > inside:
             side = "largest" if chosen == numbers[-1] else "smallest"
             way = "upwards" if chosen == numbers[-1] else "downwards"
-            flags.append(f"best {name}={format_value(chosen)} is the {side} value of the grid: widen it {way}")
+            flags.append(f"best {name}={format_short(chosen)} is the {side} value of the grid: widen it {way}")
     if record.warnings:
         flags.append(f"{len(record.warnings)} solver warning(s), e.g. {record.warnings[0][:160]}")
     return flags
@@ -623,8 +623,8 @@ def _run_view(record: RunRecord, label: str, selection: _Selection) -> RunView:
         ("test accuracy", _pct(record.test_accuracy)
          + (f"; top-5 {_pct(record.top5_accuracy)}" if record.top5_accuracy is not None else "")
          + f"; macro F1 {record.macro_f1:.4f}"),
-        ("best point", f"{format_point(record.best_params)}: CV accuracy {_pct(record.cv_best_score)} ± {_pp(record.cv_best_std)}"),
-        ("grid", "; ".join(f"{name}: {format_values(values)}" for name, values in record.grid.items())),
+        ("best point", f"{format_point(record.best_params, short=True)}: CV accuracy {_pct(record.cv_best_score)} ± {_pp(record.cv_best_std)}"),
+        ("grid", "; ".join(f"{name}: {format_spec(values)}" for name, values in record.grid.items())),
         ("protocol", f"{record.cv}-fold stratified CV on the {record.features.n_train:,} train images (seed {record.seed}), "
                      f"best point refit on all of them, scored once on the {record.features.n_test:,} test images"),
         ("pipeline", " → ".join(record.pipeline)),
@@ -687,7 +687,7 @@ def fit_command(record: RunRecord) -> str:
     options = {p.name: p.option for p in spec.grid} if spec else {}
     for name, values in record.grid.items():
         option = options.get(name, "--grid")
-        text = format_values(values)
+        text = format_spec(values)
         parts += [option, text] if option != "--grid" else ["--grid", f"{name}={text}"]
     parts += ["--cv", str(record.cv), "--scale", record.scale, "--seed", str(record.seed)]
     if record.pca:

@@ -72,7 +72,7 @@ def test_random_weights_are_flagged_everywhere_and_pretrained_ones_never() -> No
     two_backbones()
     page = featx.report().html.read_text()
     assert 'id="random-weights-banner"' in page and "⚠ RANDOM WEIGHTS." in page
-    assert "1 of the backbones on this page (vgg16) ran with randomly initialised weights" in page
+    assert "Features on this page from vgg16 were made with randomly initialised weights" in page
     assert "<title>featx report (random weights)</title>" in page
     vgg_row = re.search(r'<tr class="random" data-backbone="vgg16">(.*?)</tr>', page, re.S)
     assert vgg_row and "RANDOM WEIGHTS" in vgg_row.group(1)
@@ -173,6 +173,20 @@ def test_reproducing_commands() -> None:
                                    "--cv 3 --scale standard --seed 0")
     page = featx.report().html.read_text()
     assert html_lib.escape(fit_command(record)) in page
+
+
+def test_a_logspace_grid_reads_short_and_its_command_reproduces_the_run() -> None:
+    from featx.fitting import FitConfig
+    from featx.records import run_key
+
+    path = features("resnet50", "eeeeeeeeeeeeeeee", weights=PRETRAINED)
+    record = featx.fit(path, clf="logreg", grid={"C": "logspace:-3:1:9"}, cv=3, n_jobs=1, dataset=None)
+    command = fit_command(record)
+    assert "--C-grid logspace:-3:1:9" in command
+    config = FitConfig(clf="logreg", grid={"C": command.split("--C-grid ")[1].split()[0]}, cv=3)
+    assert run_key(config.identity(record.features.key)) == record.run_key
+    page = featx.report().html.read_text()
+    assert "C: logspace:-3:1:9" in page and "0.31622776601683794" not in page.split("<footer")[0]
 
 
 def test_names_of_columns_and_weights() -> None:
