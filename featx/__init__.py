@@ -1,7 +1,8 @@
 """featx: transfer learning without training.
 
 Frozen pretrained timm backbones turn images into embeddings cached in HDF5; classical
-scikit-learn classifiers are grid-searched on the cache; a report compares them.
+scikit-learn classifiers are grid-searched on the cache; a report compares them, and
+a pipeline file declares a whole comparison (``run_pipeline``, ``report``, ``demo``).
 
 The public verbs are re-exported here. Stage one (``extract``) imports torch; it is
 loaded only when first used, so stage two (``load_features``, ``fit``, ``pca``) never
@@ -18,8 +19,9 @@ from featx.cachefile import load_features
 from featx.errors import FeatxError
 
 # public name -> module that defines it; imported on first access (PEP 562). The
-# modules are named unlike the verbs (extraction, fitting, projection, reporting, demo_run), so importing a
-# module never replaces the function of the same name on this package.
+# modules are named unlike the verbs (extraction, fitting, projection, reporting,
+# demo_run), so importing a module never replaces the function of the same name on
+# this package.
 _LAZY: dict[str, str] = {
     "extract": "featx.extraction",
     "ExtractConfig": "featx.extraction",
@@ -41,8 +43,8 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from featx.classifiers import list_classifiers
-    from featx.demo_run import demo
     from featx.datasets import list_datasets
+    from featx.demo_run import demo
     from featx.extraction import ExtractConfig, extract
     from featx.fitting import FitConfig, find_existing, fit
     from featx.pipeline import PipelineSpec, load_pipeline

@@ -263,12 +263,7 @@ def parse_pipeline(data: Any, *, name: str = "pipeline", source: Path | None = N
 
 
 def _dataset(value: Any) -> tuple[str, dict[str, Any]]:
-    if isinstance(value, str):
-        value = {"name": value}
-    options = _mapping(value, "dataset", ("name", *DATASET_KEYS))
-    if "name" not in options:
-        raise ConfigError("dataset.name: missing (cifar10, cifar100, mnist, fashion-mnist, digits or imagefolder:PATH)")
-    spec = _text(options.pop("name"), "dataset.name")
+    spec, options = _named(value, "dataset", DATASET_KEYS, what="cifar10, cifar100, mnist, fashion-mnist, digits or imagefolder:PATH")
     _check_dataset_spec(spec, "dataset.name")
     checked = _typed(ExtractConfig, options, "dataset")
     _build(ExtractConfig, {"backbone": "-", **checked}, "dataset", checked)
@@ -306,16 +301,8 @@ def _extract_defaults(value: Any) -> dict[str, Any]:
 def _backbone(entry: Any, path: str, dataset: str, data_options: Mapping[str, Any], defaults: Mapping[str, Any]) -> ExtractConfig:
     from featx.backbones import resolve_backbone, resolve_data_config
 
-    if isinstance(entry, str):
-        entry = {"name": entry}
-    options = _mapping(entry, path, ("name", *EXTRACT_KEYS), hint=_extract_hint)
-    if "name" not in options:
-        raise ConfigError(f"{path}.name: missing (a timm model name such as resnet50)")
-    name = _text(options.pop("name"), f"{path}.name")
-    try:
-        backbone = resolve_backbone(name)
-    except FeatxError as error:
-        raise ConfigError(f"{path}.name: {error}") from None
+    name, options = _named(entry, path, EXTRACT_KEYS, what="a timm model name such as resnet50", hint=_extract_hint)
+    backbone = _resolve(resolve_backbone, name, f"{path}.name")
     own = _typed(ExtractConfig, options, path)
     merged = {**defaults, **own}
     config = _build(ExtractConfig, {"backbone": name, "dataset": dataset, **data_options, **merged}, path, own)
@@ -354,18 +341,10 @@ def _check_weights(weights: str | os.PathLike[str], path: str) -> None:
 
 
 def _classifier(entry: Any, path: str, defaults: Mapping[str, Any]) -> FitConfig:
-    if isinstance(entry, str):
-        entry = {"name": entry}
-    options = _mapping(entry, path, ("name", *FIT_KEYS))
-    if "name" not in options:
-        raise ConfigError(f"{path}.name: missing (one of the classifiers of featx fit --help)")
-    clf = _text(options.pop("name"), f"{path}.name")
     from featx.classifiers import get_classifier
 
-    try:
-        spec = get_classifier(clf)
-    except FeatxError as error:
-        raise ConfigError(f"{path}.name: {error}") from None
+    clf, options = _named(entry, path, FIT_KEYS, what="one of the classifiers of featx fit --help")
+    spec = _resolve(get_classifier, clf, f"{path}.name")
     grid_entry = options.pop("grid", None)
     grid = {} if grid_entry is None else _grid(spec, _mapping(grid_entry, f"{path}.grid", tuple(p.name for p in spec.grid)), f"{path}.grid")
     merged = {**_typed(FitConfig, defaults, "fit"), **_typed(FitConfig, options, path)}
@@ -442,6 +421,24 @@ def _mapping(value: Any, path: str, allowed: Sequence[str], *, hint: Callable[[s
             extra = hint(str(key))
             raise ConfigError(f"{_join(path, str(key))}: unknown key{suggestion}{extra or ''} (valid: {', '.join(allowed)})")
     return dict(value)
+
+
+def _named(value: Any, path: str, keys: Sequence[str], *, what: str, hint: Callable[[str], str] = lambda key: "") -> tuple[str, dict[str, Any]]:
+    """An entry given as a name, or as a mapping of ``name`` and options: ``(name, options)``."""
+    if isinstance(value, str):
+        value = {"name": value}
+    options = _mapping(value, path, ("name", *keys), hint=hint)
+    if "name" not in options:
+        raise ConfigError(f"{path}.name: missing ({what})")
+    return _text(options.pop("name"), f"{path}.name"), options
+
+
+def _resolve(lookup: Callable[[str], T], name: str, path: str) -> T:
+    """``lookup(name)`` from a registry; its error (with the closest names) prefixed by ``path``."""
+    try:
+        return lookup(name)
+    except FeatxError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def _list(value: Any, path: str) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -116,7 +117,7 @@ def test_force_refits_and_force_extract_extracts_again(spec: PipelineSpec, monke
 def test_a_failed_extraction_skips_its_fits_and_the_rest_runs(spec: PipelineSpec, tmp_path: Path) -> None:
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a checkpoint")
-    bad = spec.backbones[1].__class__(**{**spec.backbones[1].__dict__, "weights": str(broken)})
+    bad = dataclasses.replace(spec.backbones[1], weights=str(broken))
     result = run_pipeline(PipelineSpec(name="half", dataset=spec.dataset, backbones=(spec.backbones[0], bad), classifiers=spec.classifiers))
     assert not result.ok
     statuses = {key: outcome.status for key, outcome in result.outcomes.items()}
@@ -205,3 +206,13 @@ def test_cli_run_with_a_failed_task_exits_2_after_the_report(tiny: Path) -> None
     assert result.exit_code == 2
     assert "FAILED: extract test_resnet" in result.stdout and "cannot get pretrained weights" in result.stdout
     assert "featx: error: 4 of 4 tasks did not succeed" in result.stderr
+
+
+def test_the_facade_exports_the_new_verbs_as_functions() -> None:
+    import featx.demo_run
+    import featx.reporting
+    import featx.runner
+
+    assert {"report", "run_pipeline", "load_pipeline", "PipelineSpec", "demo"} <= set(dir(featx))
+    assert featx.report is featx.reporting.report and featx.demo is featx.demo_run.demo  # functions, not modules
+    assert featx.run_pipeline is run_pipeline and featx.load_pipeline is load_pipeline
