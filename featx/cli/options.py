@@ -48,3 +48,27 @@ scale_option = click.option(
     show_default=True,
     help="Feature scaling fitted on the training rows: standard (zero mean, unit variance), l2 (unit length rows), none.",
 )
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as the user could type it again: ``featx <command>`` and every option
+    that differs from its default (long spellings), for provenance records."""
+    import shlex
+
+    parts = ["featx", ctx.info_name or ctx.command.name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if isinstance(param, click.Argument):
+            parts += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+            continue
+        if value in (None, False, ()) or value == param.default or not isinstance(param, click.Option):
+            continue
+        option = max(param.opts, key=len)
+        if param.is_flag:
+            parts.append(option)
+        elif param.multiple:
+            for item in value:
+                parts += [option, str(item)]
+        else:
+            parts += [option, str(value)]
+    return shlex.join(parts)
