@@ -231,6 +231,33 @@ def hub_cache_dir() -> Path | None:
     return None
 
 
+def pretrained_cached(backbone: Backbone) -> bool:
+    """Whether this backbone's pretrained weights are on this machine, where timm looks first.
+
+    Checks without any network access: weights published on the Hugging Face hub
+    (``hf_hub_id``, what timm 1.0 loads from when it is set) in the hub cache, else
+    weights published at a URL in torch's hub checkpoint folder. Used by ``featx demo``
+    to choose pretrained weights only when it can have them offline.
+    """
+    cfg = backbone.pretrained_cfg
+    hub_id = str(cfg.get("hf_hub_id") or "")
+    if hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = hub_id.partition("@")
+        names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else ["model.safetensors", "pytorch_model.bin"]
+        cache = hub_cache_dir()
+        return any(
+            isinstance(try_to_load_from_cache(repo, name, cache_dir=str(cache) if cache else None, revision=revision or None), str)
+            for name in names
+        )
+    url = str(cfg.get("url") or "")
+    if url:
+        torch_home = Path(os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch")
+        return (torch_home.expanduser() / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]).is_file()
+    return False
+
+
 def create_backbone(backbone: Backbone, weights: Weights, *, image_size: tuple[int, int] | None = None) -> torch.nn.Module:
     """Build the frozen feature extractor: ``num_classes=0`` (pooled pre-logits), eval mode.
 

@@ -50,19 +50,6 @@ def setup_logging(verbosity: int = 0) -> None:
         logger.propagate = False
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when the handler
-    was made: click's CliRunner (and pytest's capture) swap ``sys.stderr`` per command."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
 def progress(*, total: int | None, desc: str, unit: str = "img", **kwargs: Any) -> tqdm:
     """A progress bar on stderr showing rate and ETA; silent when quiet or not a terminal."""
     return tqdm(

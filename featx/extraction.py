@@ -91,8 +91,8 @@ class ExtractConfig:
     weights: str | os.PathLike[str] = "pretrained"
     image_size: int | None = None
     interpolation: str | None = None
-    mean: tuple[float, float, float] | str | None = None
-    std: tuple[float, float, float] | str | None = None
+    mean: tuple[float, float, float] | float | str | None = None
+    std: tuple[float, float, float] | float | str | None = None
     crop_pct: float | None = None
     crop_mode: str | None = None
     batch_size: int | None = None
@@ -396,10 +396,24 @@ def extract(backbone: str | ExtractConfig, /, **options: Any) -> Path:
         config = backbone
     else:
         config = ExtractConfig.from_mapping({"backbone": backbone, **options})
-    plan = plan_extraction(config)
+    path, _ = extract_planned(plan_extraction(config))
+    return path
+
+
+def extract_planned(plan: ExtractPlan) -> tuple[Path, bool]:
+    """Carry out a plan made by :func:`plan_extraction` (``featx run`` plans first, then extracts).
+
+    Returns:
+        The path of the complete cache file, and whether it was a cache hit (no model
+        was built).
+
+    Raises:
+        FeatxError: as :func:`extract`.
+    """
+    config = plan.config
     if not config.force and _trusted(plan.path):
         log.info("cache hit: %s", plan.path)
-        return plan.path
+        return plan.path, True
     # the model is built (and tried once) before the cache folder is touched, so that
     # missing weights or an input size the model refuses leave nothing behind (at the
     # price of a wasted load when another process is extracting this entry right now)
@@ -409,8 +423,8 @@ def extract(backbone: str | ExtractConfig, /, **options: Any) -> Path:
             _discard(plan.path)
         elif _trusted(plan.path):  # finished by the process we waited for
             log.info("cache hit: %s", plan.path)
-            return plan.path
-        return _run(plan, engine)
+            return plan.path, True
+        return _run(plan, engine), False
 
 
 def _trusted(path: Path) -> bool:

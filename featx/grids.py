@@ -220,6 +220,26 @@ def format_values(values: Sequence[GridValue]) -> str:
     return ",".join(format_value(v) for v in values)
 
 
-def format_point(point: Mapping[str, GridValue]) -> str:
-    """A grid point as ``C=0.01`` / ``metric=cosine, n_neighbors=5, weights=distance``."""
-    return ", ".join(f"{name}={format_value(value)}" for name, value in point.items())
+def format_spec(values: Sequence[GridValue]) -> str:
+    """Values as the shortest spec that parses back to exactly them: ``logspace:-6:0:13`` when
+    they are that logspace (whole-number exponents), else :func:`format_values`."""
+    count = len(values)
+    if count > 4 and all(isinstance(v, float) and v > 0 for v in values):
+        low, high = math.log10(float(values[0])), math.log10(float(values[-1]))
+        if low == round(low) and high == round(high):
+            spec = f"{LOGSPACE}:{round(low)}:{round(high)}:{count}"
+            if list(np.logspace(round(low), round(high), count)) == list(values):
+                return spec
+    return format_values(values)
+
+
+def format_short(value: GridValue) -> str:
+    """One value for reading, not for typing: floats to 3 significant digits (``3.16e-05``)."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def format_point(point: Mapping[str, GridValue], *, short: bool = False) -> str:
+    """A grid point as ``C=0.01`` / ``metric=cosine, n_neighbors=5, weights=distance``
+    (``short``: floats to 3 significant digits, for reading)."""
+    fmt = format_short if short else format_value
+    return ", ".join(f"{name}={fmt(value)}" for name, value in point.items())

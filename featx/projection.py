@@ -9,13 +9,11 @@ features really use. Files, under ``<reports>/pca/``, are named after the featur
     <backbone>__<features key>__<scale>__variance.png
     <backbone>__<features key>__<scale>.json          numbers behind the plots
 
-Plots are drawn with matplotlib's Agg canvas (no display, no global pyplot state) and
-written atomically.
+Plots are drawn with :mod:`featx.plots` (matplotlib's Agg canvas) and written atomically.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -25,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from featx import cachefile, paths
+from featx import cachefile, paths, plots
 from featx.atomic import atomic_write_bytes, atomic_write_text
 from featx.classifiers import Scale, make_scaler
 from featx.errors import ConfigError, FitError
@@ -46,6 +44,7 @@ class PcaResult:
         explained_variance_ratio: ``(n_components,)`` per component, descending.
         components_for: smallest number of components reaching 90/95/99% of the variance.
         sample_size: test points drawn in the scatter.
+        reused: the files were drawn earlier and found up to date (``skip_existing``).
     """
 
     scatter_png: Path
@@ -54,6 +53,7 @@ class PcaResult:
     explained_variance_ratio: np.ndarray
     components_for: dict[str, int]
     sample_size: int
+    reused: bool = False
 
 
 def balanced_sample(y: np.ndarray, per_class: int, *, seed: int) -> np.ndarray:
@@ -87,6 +87,7 @@ def pca(
     scale: Scale | str = Scale.STANDARD,
     per_class: int = 200,
     seed: int = 0,
+    skip_existing: bool = False,
 ) -> PcaResult:
     """Fit PCA on the train split; plot the test split in 2-D and the explained variance.
 
@@ -98,6 +99,8 @@ def pca(
         scale: scaling fitted on the train split before PCA (as ``featx fit --scale``).
         per_class: test points drawn per class at most.
         seed: seeds the sample.
+        skip_existing: return the plots drawn earlier for the same features, scaling,
+            sample size and seed, when they are all there, instead of drawing again.
 
     Returns:
         The files written and the explained-variance figures.
@@ -112,6 +115,14 @@ def pca(
         raise ConfigError(f"--per-class must be a whole number >= 1, got {per_class!r}")
     path = cachefile.resolve_features(features, dataset=dataset, cache_dir=cache_dir)
     info = cachefile.open_features(path, splits=("train", "test"))
+    data_set, backbone = source_names(info)
+    stem = pca_stem(backbone, info.key, scale)
+    folder = paths.reports_dir(reports_dir) / PCA_DIR
+    if skip_existing:
+        found = existing_pca(folder / f"{stem}.json", key=info.key, per_class=per_class, seed=seed)
+        if found is not None:
+            log.info("PCA plots of %s are up to date: %s", path.name, found.scatter_png)
+            return found
     X, _ = cachefile.read_split(path, "train")
     X_test, y_test = cachefile.read_split(path, "test")
     if X.shape[0] < 2 or X.shape[1] < 2:
@@ -130,9 +141,6 @@ def pca(
     class_names = info.class_names or [str(i) for i in range(int(y_test.max()) + 1)]
     components_for = {f"{round(f * 100)}%": components_needed(ratio, f) for f in VARIANCE_MARKS}
 
-    data_set, backbone = source_names(info)
-    stem = f"{cachefile.safe_name(backbone)}__{cachefile.safe_name(info.key)}__{Scale(scale).value}"
-    folder = paths.reports_dir(reports_dir) / PCA_DIR
     title = f"{backbone} ({data_set}, {X.shape[1]}-d, scale {Scale(scale).value})"
     scatter = atomic_write_bytes(folder / f"{stem}__scatter.png", _scatter_png(points, y_test[sample], class_names, ratio, f"{title}\ntest split, up to {per_class} points per class"))
     variance = atomic_write_bytes(folder / f"{stem}__variance.png", _variance_png(ratio, components_for, title))
@@ -154,19 +162,34 @@ def pca(
     return PcaResult(scatter, variance, summary_path, ratio, components_for, int(len(sample)))
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
+def pca_stem(backbone: str, key: str, scale: Scale | str) -> str:
+    """``<backbone>__<features key>__<scale>``: the common name of one feature file's PCA files."""
+    return f"{cachefile.safe_name(backbone)}__{cachefile.safe_name(key)}__{Scale(scale).value}"
 
 
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+def existing_pca(summary_json: Path, *, key: str, per_class: int | None = None, seed: int | None = None) -> PcaResult | None:
+    """The PCA files described by ``summary_json``, when they are all there and match.
+
+    Args:
+        summary_json: ``<reports>/pca/<stem>.json``.
+        key: the features key the plots must be of.
+        per_class, seed: the sample they must have been drawn with (None: any).
+
+    Returns:
+        The result read back, or None when the summary is missing, unreadable, of
+        other features or another sample, or a plot is missing.
+    """
+    try:
+        summary = json.loads(summary_json.read_text(encoding="utf-8"))
+        scatter = summary_json.parent / summary["scatter_png"]
+        variance = summary_json.parent / summary["variance_png"]
+        matches = summary["features"]["key"] == key and per_class in (None, summary["sample_per_class"]) and seed in (None, summary["seed"])
+        if not (matches and scatter.is_file() and variance.is_file()):
+            return None
+        return PcaResult(scatter, variance, summary_json, np.asarray(summary["explained_variance_ratio"], dtype=np.float64),
+                         dict(summary["components_for"]), int(summary["sample_size"]), reused=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _scatter_png(points: np.ndarray, labels: np.ndarray, class_names: list[str], ratio: np.ndarray, title: str) -> bytes:
@@ -174,7 +197,7 @@ def _scatter_png(points: np.ndarray, labels: np.ndarray, class_names: list[str],
 
     present = np.unique(labels)
     colours = matplotlib.colormaps["tab10" if len(present) <= 10 else "tab20" if len(present) <= 20 else "turbo"]
-    figure = _figure(7.5, 6.0)
+    figure = plots.figure(7.5, 6.0)
     axes = figure.add_subplot()
     for position, label in enumerate(present):
         colour = colours(position if len(present) <= 20 else position / max(len(present) - 1, 1))
@@ -187,13 +210,13 @@ def _scatter_png(points: np.ndarray, labels: np.ndarray, class_names: list[str],
     if len(present) <= 30:
         axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", markerscale=2, frameon=False,
                     ncols=1 if len(present) <= 15 else 2)
-    return _png(figure)
+    return plots.png_bytes(figure)
 
 
 def _variance_png(ratio: np.ndarray, components_for: dict[str, int], title: str) -> bytes:
     from matplotlib.ticker import FuncFormatter
 
-    figure = _figure(7.0, 4.5)
+    figure = plots.figure(7.0, 4.5)
     axes = figure.add_subplot()
     counts = np.arange(1, len(ratio) + 1)
     axes.plot(counts, np.cumsum(ratio), color="tab:blue")
@@ -208,4 +231,4 @@ def _variance_png(ratio: np.ndarray, components_for: dict[str, int], title: str)
     axes.set_ylabel("cumulative explained variance")
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
-    return _png(figure)
+    return plots.png_bytes(figure)

@@ -151,6 +151,16 @@ def test_pca_writes_pngs_named_after_the_features(cached: Path) -> None:
     assert "components needed" in result.stdout
 
 
+def test_pca_skip_existing_keeps_matching_plots_only(cached: Path) -> None:
+    assert _run("pca", "--features", "resnet50", "--per-class", "5").exit_code == 0
+    scatter = _reports() / "pca" / "resnet50__0123456789abcdef__standard__scatter.png"
+    drawn = scatter.stat().st_mtime_ns
+    assert _run("pca", "--features", "resnet50", "--per-class", "5", "--skip-existing").exit_code == 0
+    assert scatter.stat().st_mtime_ns == drawn
+    assert _run("pca", "--features", "resnet50", "--per-class", "6", "--skip-existing").exit_code == 0  # another sample
+    assert scatter.stat().st_mtime_ns != drawn
+
+
 def test_pca_bad_input_writes_nothing(cached: Path) -> None:
     _poison(cached)
     result = _run("pca", "--features", "resnet50")
@@ -161,19 +171,19 @@ def test_pca_bad_input_writes_nothing(cached: Path) -> None:
 
 
 def test_stage_two_never_imports_torch(cached: Path) -> None:
-    """Run fit and pca through the real entry point in a fresh interpreter."""
+    """Run fit, pca and report through the real entry point in a fresh interpreter."""
     script = textwrap.dedent(
         f"""
         import sys
         from featx.cli import main
         for args in (["fit", "--features", {str(cached)!r}, "--clf", "knn", "--k-grid", "1", "--cv", "3"],
-                     ["pca", "--features", {str(cached)!r}]):
+                     ["pca", "--features", {str(cached)!r}], ["report"]):
             try:
                 main(["-q", *args])
             except SystemExit as stop:
                 assert stop.code in (0, None), stop.code
         import featx
-        featx.fit, featx.pca, featx.load_features
+        featx.fit, featx.pca, featx.load_features, featx.report
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "timm"))
         print("HEAVY", heavy)
         """

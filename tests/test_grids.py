@@ -8,7 +8,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from featx.errors import ConfigError
-from featx.grids import ValueRule, format_values, normalize_values, parse_choice_grid, parse_float_grid, parse_int_grid
+from featx.grids import (
+    ValueRule,
+    format_point,
+    format_short,
+    format_spec,
+    format_values,
+    normalize_values,
+    parse_choice_grid,
+    parse_float_grid,
+    parse_int_grid,
+)
 
 WEIGHTS = ValueRule("choice", choices=("uniform", "distance"))
 
@@ -79,3 +89,17 @@ def test_formatted_grid_parses_back(values: list[float]) -> None:
     parsed = parse_float_grid(",".join(repr(v) for v in values))
     assert parsed == tuple(sorted(set(values)))
     assert parse_float_grid(format_values(parsed)) == parsed
+
+
+@given(st.lists(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False), min_size=1, max_size=20))
+def test_shortest_spec_parses_back(values: list[float]) -> None:
+    parsed = parse_float_grid(",".join(repr(v) for v in values))
+    assert parse_float_grid(format_spec(parsed)) == parsed
+
+
+def test_a_logspace_grid_is_written_as_one() -> None:
+    assert format_spec(parse_float_grid("logspace:-6:0:13")) == "logspace:-6:0:13"
+    assert format_spec(parse_float_grid("0.001,0.01,0.1")) == "0.001,0.01,0.1"  # short lists stay lists
+    assert format_spec((1, 3, 5, 7, 11)) == "1,3,5,7,11" and format_spec(("uniform", "distance")) == "uniform,distance"
+    assert format_short(3.1622776601683795e-05) == "3.16e-05" and format_short(1.0) == "1" and format_short(5) == "5"
+    assert format_point({"C": 0.31622776601683794, "weights": "distance"}, short=True) == "C=0.316, weights=distance"

@@ -98,6 +98,24 @@ def test_linearsvc_points_outside_the_fast_objective_fall_back_to_liblinear() ->
     np.testing.assert_array_equal(_ours(pipeline, search_linearsvc_path, X, y, grid, folds), _reference(pipeline, X, y, grid, folds)[0])
 
 
+def test_linearsvc_with_fewer_rows_than_features_uses_liblinear(monkeypatch: pytest.MonkeyPatch) -> None:
+    from featx import l2svm
+
+    arrays = make_features(n_train=60, n_test=10, dim=80, n_classes=3, separation=0.3, seed=2)
+    X, y = arrays["train"]
+    spec = get_classifier("linearsvc")
+    pipeline = build_pipeline(spec, scale="standard", pca=None, seed=0)
+    folds = stratified_folds(y, 3, seed=0)
+    grid = {"C": [0.001, 0.01, 0.1, 1.0]}
+    reference = _reference(pipeline, X, y, grid, folds)[0]
+
+    def newton(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the Newton path is for folds with more rows than features")
+
+    monkeypatch.setattr(l2svm, "solve_path", newton)
+    np.testing.assert_array_equal(_ours(pipeline, search_linearsvc_path, X, y, grid, folds), reference)
+
+
 def test_vote_ties_go_to_the_lowest_class_and_zero_distance_wins() -> None:
     labels = np.array([[2, 1, 0, 2, 1]])
     assert neighbour_vote(labels[:, :4], neighbour_weights(np.ones((1, 4)), "uniform"), 3)[0] == 2

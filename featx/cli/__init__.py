@@ -24,6 +24,9 @@ COMMANDS: dict[str, str] = {
     "fit": "featx.cli.fit:fit",
     "pca": "featx.cli.pca:pca",
     "extract": "featx.cli.extract:extract",
+    "report": "featx.cli.report:report",
+    "run": "featx.cli.run:run",
+    "demo": "featx.cli.demo:demo",
 }
 
 EXIT_USAGE = 2
@@ -64,6 +67,8 @@ def main(debug: bool, verbose: int, quiet: bool) -> None:
       featx extract --backbone resnet50        # CIFAR-10 features, cached under features/
       featx fit --features resnet50 --clf logreg
       featx report                             # reports/index.html
+      featx run pipelines/cifar10-classic.yaml # the whole comparison, then the report
+      featx demo                               # offline, on scikit-learn's digits
     """
     setup_logging(-1 if quiet else verbose)
 

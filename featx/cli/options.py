@@ -60,3 +60,27 @@ scheduler_option = click.option(
     help="Run on a Dask cluster: tcp://HOST:PORT of a running scheduler, local:N for N worker processes on this machine, "
          "or a scheduler file (.json) [default: run here, without Dask].",
 )
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as the user could type it again: ``featx <command>`` and every option
+    that differs from its default (long spellings), for provenance records."""
+    import shlex
+
+    parts = ["featx", ctx.info_name or ctx.command.name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if isinstance(param, click.Argument):
+            parts += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+            continue
+        if value in (None, False, ()) or value == param.default or not isinstance(param, click.Option):
+            continue
+        option = max(param.opts, key=len)
+        if param.is_flag:
+            parts.append(option)
+        elif param.multiple:
+            for item in value:
+                parts += [option, str(item)]
+        else:
+            parts += [option, str(value)]
+    return shlex.join(parts)

@@ -12,10 +12,11 @@ from featx.cli.options import cache_dir_option, features_dataset_option, feature
 @scale_option
 @click.option("--per-class", type=int, default=200, show_default=True, help="Test points drawn per class in the scatter.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the sample of test points.")
+@click.option("--skip-existing", is_flag=True, help="Keep plots drawn earlier for the same features, scale, sample size and seed.")
 @features_dataset_option
 @cache_dir_option
 @reports_dir_option
-def pca(features: str, scale: str, per_class: int, seed: int, dataset: str, cache_dir: str | None, reports_dir: str | None) -> None:
+def pca(features: str, scale: str, per_class: int, seed: int, skip_existing: bool, dataset: str, cache_dir: str | None, reports_dir: str | None) -> None:
     """Fit PCA on the train split; draw a class-balanced sample of the test split on the
     first two components (coloured by class) and the cumulative explained variance.
 
@@ -27,7 +28,8 @@ def pca(features: str, scale: str, per_class: int, seed: int, dataset: str, cach
     """
     from featx.projection import pca as run_pca
 
-    result = run_pca(features, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, scale=scale, per_class=per_class, seed=seed)
+    result = run_pca(features, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, scale=scale, per_class=per_class, seed=seed,
+                     skip_existing=skip_existing)
     marks = ", ".join(f"{count} for {mark}" for mark, count in result.components_for.items())
     click.echo(f"components needed: {marks} of the variance ({len(result.explained_variance_ratio)} in all)")
     click.echo(f"scatter:  {result.scatter_png}")
