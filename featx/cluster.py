@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # dask is imported only when a scheduler is given
     from featx.extraction import ExtractConfig
     from featx.fitting import FitConfig
     from featx.records import RunRecord
+    from featx.runner import Outcome, Task, TaskGraph, TaskValue
 
 log = logging.getLogger(__name__)
 
@@ -608,3 +609,99 @@ def submit_pca(
         client, pca, _portable_features(features), dataset=dataset, cache_dir=str(_absolute(paths.cache_dir(cache_dir))),
         reports_dir=str(_absolute(paths.reports_dir(reports_dir))), key=task_key("pca"), retries=retries, **options,
     )
+
+
+# --------------------------------------------------------------------------- a pipeline on the cluster
+
+
+def pipeline_executor(client: Client, *, shards: int | None = None, retries: int = TASK_RETRIES) -> Callable[[TaskGraph], dict[str, Outcome]]:
+    """An executor for :func:`featx.runner.run_pipeline` that carries out the task graph on
+    a Dask cluster: every task is submitted at once, each waiting on the futures of its
+    dependencies, so the extractions of different backbones run concurrently and each
+    backbone's fits and PCA plots start as soon as its features exist.
+
+    Example::
+
+        with connect("local:4") as client:
+            featx.run_pipeline(spec, executor=pipeline_executor(client, shards=4))
+
+    A fit task runs its folds as further tasks on the cluster (it leaves its worker's
+    thread while it waits); with ``shards``, an extraction task runs its shards as
+    tasks. Outcomes are decided by :func:`featx.runner.run_task`, as in the serial
+    executor: a featx error fails its task and skips its dependants, the rest runs.
+
+    Args:
+        client: a connected ``distributed.Client``.
+        shards: split each extraction into this many shard tasks (see :func:`submit_extract`).
+        retries: retries of a task that raised something else than a featx error.
+
+    Returns:
+        ``executor(graph) -> {task key: Outcome}``.
+
+    Raises (from the executor):
+        SchedulerError: Dask gave up on a task (its workers kept dying); the other tasks
+            are cancelled.
+    """
+    from featx.runner import log_outcome
+
+    def execute(graph: TaskGraph) -> dict[str, Outcome]:
+        resources = gpu_resources(client) if not shards or shards == 1 else None
+        futures: dict[str, Future] = {}
+        for task in graph.tasks:
+            futures[task.key] = client.submit(
+                _run_on_worker, _portable_task(task), shards, *(futures[d] for d in task.deps),
+                key=task_key(task.kind, task.key.partition(":")[2]), retries=retries, pure=False,
+                resources=resources if task.kind == "extract" else None,
+            )
+        tasks = {future.key: graph[key] for key, future in futures.items()}
+        outcomes: dict[str, Outcome] = {}
+        for future, outcome in results_as_completed(futures.values()):
+            outcomes[outcome.key] = outcome
+            log_outcome(tasks[future.key], outcome)
+        return outcomes
+
+    return execute
+
+
+def _portable_task(task: Task) -> Task:
+    """The task with its paths made absolute, for workers with another working directory."""
+    if task.kind == "extract":
+        (config,) = task.args
+        return dataclasses.replace(task, args=(portable_config(config),))
+    *leading, cache_dir, reports_dir = task.args  # fit and pca tasks end with (..., cache_dir, reports_dir)
+    return dataclasses.replace(task, args=(*leading, str(_absolute(Path(cache_dir))), str(_absolute(Path(reports_dir)))))
+
+
+def _run_on_worker(task: Task, shards: int | None, *deps: Outcome) -> Outcome:
+    """Runs on a worker: :func:`featx.runner.run_task`, with fits and sharded extractions
+    submitting their own tasks through this worker's client."""
+    from featx.runner import run_task
+
+    if task.kind == "fit":
+        task = dataclasses.replace(task, func=_fit_with_worker_client)
+    elif task.kind == "extract" and shards and shards > 1:
+        task = dataclasses.replace(task, func=_sharded_extract_task, args=(*task.args, shards))
+    return run_task(task, *deps)
+
+
+def _fit_with_worker_client(*args: Any) -> TaskValue:
+    from distributed import worker_client
+
+    from featx.runner import fit_task
+
+    with worker_client() as client:
+        return fit_task(*args, client=client)
+
+
+def _sharded_extract_task(config: ExtractConfig, shards: int) -> TaskValue:
+    """Runs on a worker: a cache hit, or the extraction as shard tasks and a stitch task."""
+    from distributed import worker_client
+
+    from featx.extraction import is_cache_hit, plan_extraction
+    from featx.runner import TaskValue
+
+    plan = plan_extraction(config)
+    if is_cache_hit(plan):
+        return TaskValue(plan.path, True)
+    with worker_client() as client:
+        return TaskValue(result_of(submit_extract(client, config, shards=shards)), False)

@@ -411,7 +411,7 @@ def extract_planned(plan: ExtractPlan) -> tuple[Path, bool]:
         FeatxError: as :func:`extract`.
     """
     config = plan.config
-    if not config.force and _trusted(plan.path):
+    if is_cache_hit(plan):
         log.info("cache hit: %s", plan.path)
         return plan.path, True
     # the model is built (and tried once) before the cache folder is touched, so that
@@ -425,6 +425,11 @@ def extract_planned(plan: ExtractPlan) -> tuple[Path, bool]:
             log.info("cache hit: %s", plan.path)
             return plan.path, True
         return _run(plan, engine), False
+
+
+def is_cache_hit(plan: ExtractPlan) -> bool:
+    """Whether the plan's entry is complete and trusted (and not to be redone with ``force``)."""
+    return not plan.config.force and _trusted(plan.path)
 
 
 def _trusted(path: Path) -> bool:

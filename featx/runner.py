@@ -176,13 +176,19 @@ def execute_serial(graph: TaskGraph) -> dict[str, Outcome]:
         log.info("[%d/%d] %s", number, len(graph), task.label or task.key)
         outcome = run_task(task, *(outcomes[d] for d in task.deps))
         outcomes[task.key] = outcome
-        if outcome.status == "failed":
-            log.error("%s failed: %s", task.label or task.key, outcome.error)
-        elif outcome.status == "skipped":
-            log.warning("%s skipped: %s", task.label or task.key, outcome.error)
-        else:
-            log.info("%s: %s in %.1f s", task.label or task.key, outcome.status, outcome.seconds)
+        log_outcome(task, outcome)
     return outcomes
+
+
+def log_outcome(task: Task, outcome: Outcome) -> None:
+    """Log how a task ended (an error for a failure, a warning for a skip), for executors."""
+    name = task.label or task.key
+    if outcome.status == "failed":
+        log.error("%s failed: %s", name, outcome.error)
+    elif outcome.status == "skipped":
+        log.warning("%s skipped: %s", name, outcome.error)
+    else:
+        log.info("%s: %s in %.1f s", name, outcome.status, outcome.seconds)
 
 
 # --------------------------------------------------------------------------- task functions
@@ -196,15 +202,16 @@ def extract_task(config: ExtractConfig) -> TaskValue:
     return TaskValue(path, cached)
 
 
-def fit_task(config: FitConfig, force: bool, cache_dir: str | None, reports_dir: str | None, features: Path) -> TaskValue:
-    """Fit one classifier on one feature file, or return its up-to-date record; the value is the record."""
+def fit_task(config: FitConfig, force: bool, cache_dir: str | None, reports_dir: str | None, features: Path, *, client: Any = None) -> TaskValue:
+    """Fit one classifier on one feature file, or return its up-to-date record; the value
+    is the record. With a ``distributed.Client``, the folds are tasks on its cluster."""
     from featx.fitting import find_existing, fit
 
     if not force:
         found = find_existing(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir)
         if found is not None:
             return TaskValue(found, True)
-    return TaskValue(fit(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir), False)
+    return TaskValue(fit(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, client=client), False)
 
 
 def pca_task(options: PcaOptions, scale: str, force: bool, cache_dir: str | None, reports_dir: str | None, features: Path) -> TaskValue:

@@ -30,7 +30,7 @@ from featx.cli import main  # noqa: E402
 from featx.errors import ConfigError, DatasetError, SchedulerError  # noqa: E402
 from featx.extraction import ExtractConfig, plan_extraction  # noqa: E402
 from featx.fitting import FitConfig  # noqa: E402
-from featx.records import RunRecord, load_model  # noqa: E402
+from featx.records import RunRecord, iter_records, load_model  # noqa: E402
 from featx.shards import ShardSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,3 +280,81 @@ def test_runner_api_chains_extraction_fits_and_pca(client: Client) -> None:
         assert Path(record.features.path) == path and record.clf == clf and record.environment["dask"]["workers"] == 2
         assert record.path().is_file() and load_model(record) is not None
         assert_same_fit(record, featx.fit(path, configs[clf], save=False))
+
+
+# --------------------------------------------------------------------------- featx run on the cluster
+
+PIPELINE = """
+name: tiny-cluster
+dataset: {name: digits, limit: 60}
+extract: {image_size: 32, weights: random, batch_size: 16}
+backbones: [test_resnet, test_efficientnet]
+fit: {cv: 3}
+classifiers:
+  - {name: logreg, grid: {C: [0.1, 1]}}
+  - {name: knn, grid: {n_neighbors: [1, 3], weights: [uniform], metric: [euclidean]}}
+pca: {per_class: 5}
+"""
+
+
+@pytest.mark.parametrize("shards", [None, 2])
+def test_run_on_the_cluster_equals_the_serial_run(client: Client, tmp_path: Path, shards: int | None) -> None:
+    """Every task of a pipeline on the cluster (both backbones at once, fits as fold
+    tasks, extractions as shard tasks): the same outcomes, records and report as serially;
+    a rerun on the cluster computes nothing."""
+    from featx.pipeline import load_pipeline
+    from featx.runner import run_pipeline
+
+    pipeline = tmp_path / "tiny.yaml"
+    pipeline.write_text(textwrap.dedent(PIPELINE))
+    serial = run_pipeline(load_pipeline(pipeline), cache_dir=tmp_path / "serial-cache", reports_dir=tmp_path / "serial-reports")
+
+    options = ["--scheduler", client.scheduler.address, "--cache-dir", str(tmp_path / "cache"), "--reports-dir", str(tmp_path / "reports")]
+    options += ["--shards", str(shards)] if shards else []
+    result = CliRunner().invoke(main, ["run", str(pipeline), *options])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reports" / "index.html").is_file() and "Traceback" not in result.output
+    manifest = json.loads((tmp_path / "reports" / "pipelines" / "tiny-cluster.json").read_text())
+    assert {task["key"]: task["status"] for task in manifest["tasks"]} == {key: "done" for key in serial.outcomes}
+
+    cluster_records = {(r.features.backbone, r.clf): r for r in iter_records(tmp_path / "reports")}
+    assert len(cluster_records) == len(serial.records) == 4
+    for record in serial.records:
+        theirs = cluster_records[(record.features.backbone, record.clf)]
+        assert theirs.environment["dask"]["workers"] == 2
+        assert_same_fit(theirs, record)
+    if shards:
+        entries = list((tmp_path / "cache").glob("*/*.h5"))
+        assert len(entries) == 2 and all(cachefile.read_info(p).stitched for p in entries)
+
+    rerun = CliRunner().invoke(main, ["run", str(pipeline), *options])
+    assert rerun.exit_code == 0, rerun.output
+    manifest = json.loads((tmp_path / "reports" / "pipelines" / "tiny-cluster.json").read_text())
+    assert {task["status"] for task in manifest["tasks"]} == {"cached"}
+
+
+def test_a_failed_extraction_on_the_cluster_skips_its_fits_only(client: Client, tmp_path: Path) -> None:
+    """A checkpoint that is not one fails its backbone's extraction on a worker; the other
+    backbone's tasks still run, and the command ends with exit status 2 naming the file."""
+    (tmp_path / "damaged.safetensors").write_bytes(b"not a checkpoint")
+    pipeline = tmp_path / "broken.yaml"
+    pipeline.write_text(textwrap.dedent(PIPELINE).replace("[test_resnet, test_efficientnet]", f"[test_resnet, {{name: test_efficientnet, weights: {tmp_path / 'damaged.safetensors'}}}]"))
+    result = CliRunner().invoke(main, ["run", str(pipeline), "--scheduler", client.scheduler.address, "--no-report"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    manifest = json.loads((reports_root() / "pipelines" / "tiny-cluster.json").read_text())
+    statuses = {task["key"]: task["status"] for task in manifest["tasks"]}
+    assert statuses["extract:test_resnet"] == "done" and statuses["fit:test_resnet:logreg"] == "done"
+    assert statuses["extract:test_efficientnet"] == "failed" and statuses["fit:test_efficientnet:knn"] == "skipped"
+    assert "damaged.safetensors" in result.output
+
+
+def test_shards_without_a_scheduler_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEATX_SCHEDULER", raising=False)
+    pipeline = tmp_path / "tiny.yaml"
+    pipeline.write_text(textwrap.dedent(PIPELINE))
+    result = CliRunner().invoke(main, ["run", str(pipeline), "--shards", "2"])
+    assert result.exit_code == 2 and "--shards N needs a Dask scheduler" in result.output
+
+
+def reports_root() -> Path:
+    return Path(os.environ["FEATX_REPORTS_DIR"])

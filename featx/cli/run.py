@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featx.cli.options import cache_dir_option, command_line, reports_dir_option
+from featx.cli.options import cache_dir_option, command_line, reports_dir_option, scheduler_option
 from featx.extraction import PRECISIONS
 
 
@@ -24,6 +24,9 @@ from featx.extraction import PRECISIONS
 @click.option("--force-extract", is_flag=True, help="Extract the features again too (implies --force).")
 @click.option("--no-report", is_flag=True, help="Do not write reports/index.html at the end.")
 @click.option("--dry-run", is_flag=True, help="Check the file, print the tasks, and stop.")
+@scheduler_option
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="With --scheduler: split each extraction into N shard tasks, stitched into one entry.")
 @cache_dir_option
 @reports_dir_option
 @click.pass_context
@@ -44,6 +47,8 @@ def run(
     force_extract: bool,
     no_report: bool,
     dry_run: bool,
+    scheduler: str | None,
+    shards: int | None,
     cache_dir: str | None,
     reports_dir: str | None,
 ) -> None:
@@ -51,6 +56,11 @@ def run(
     are not cached yet, fit every classifier that has no up-to-date run record, draw the
     PCA plots, then write the report. A rerun of a finished pipeline builds no model and
     fits nothing.
+
+    With --scheduler the tasks run on a Dask cluster: the extractions of different
+    backbones at once, and each backbone's fits (their folds as tasks) and PCA plots as
+    soon as its features exist. The cache and reports folders must be shared with the
+    workers.
 
     Prints a summary table, then the report's path. Exit status 2 when a task failed
     (the others still run, and the report shows what exists).
@@ -60,11 +70,16 @@ def run(
       featx run pipelines/cifar10-classic.yaml
       featx run pipelines/cifar10-classic.yaml --dataset imagefolder:/data/cifar10-jpg --limit 500 --weights random
       featx run pipelines/cifar10-modern.yaml --device cuda --backbone vit_small_patch14_dinov2.lvd142m
+      featx run pipelines/cifar10-classic.yaml --scheduler tcp://head:8786 --shards 4
     """
-    from featx.errors import FeatxError
+    from featx.cluster import connect, pipeline_executor, scheduler_address
+    from featx.errors import ConfigError, FeatxError
     from featx.pipeline import load_pipeline
-    from featx.runner import describe_graph, plan_pipeline, run_pipeline
+    from featx.runner import describe_graph, execute_serial, plan_pipeline, run_pipeline
 
+    scheduler = scheduler_address(scheduler)
+    if shards is not None and scheduler is None:
+        raise ConfigError("--shards N needs a Dask scheduler (--scheduler ADDRESS or local:N, or FEATX_SCHEDULER)")
     spec = load_pipeline(pipeline).with_overrides(
         dataset=dataset, limit=limit, data_dir=data_dir, weights=weights, device=device, precision=precision,
         batch_size=batch_size, n_jobs=n_jobs, backbones=backbones, classifiers=classifiers,
@@ -74,8 +89,10 @@ def run(
         click.echo(f"{spec.name}: {len(graph)} tasks on {spec.dataset}")
         click.echo(describe_graph(graph))
         return
-    result = run_pipeline(spec, force=force, force_extract=force_extract, cache_dir=cache_dir, reports_dir=reports_dir,
-                          report=not no_report, command=command_line(ctx))
+    with connect(scheduler) as client:
+        executor = execute_serial if client is None else pipeline_executor(client, shards=shards)
+        result = run_pipeline(spec, force=force, force_extract=force_extract, cache_dir=cache_dir, reports_dir=reports_dir,
+                              executor=executor, report=not no_report, command=command_line(ctx))
     click.echo(result.summary())
     if result.report is not None:
         click.echo(f"comparison: {result.report.csv}, {result.report.markdown}")
