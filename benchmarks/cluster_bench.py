@@ -207,12 +207,12 @@ def bench_extract(work: Path, *, source: str | None, model: str, image_size: int
     config = ExtractConfig(backbone=model, dataset=f"imagefolder:{folder}", weights="random", image_size=image_size, precision="fp32", force=True,
                            cache_dir=work / "features")
     rows = []
-    featx.extract(dataclasses.replace(config, limit=20, force=False, cache_dir=work / "warm"))  # imports torch here
+    featx.extract(dataclasses.replace(config, limit=100, force=False, cache_dir=work / "warm"))  # imports torch here
     start = time.perf_counter()
     path = featx.extract(config)
     rows.append(_extract_row("here, 1 process", n_images, time.perf_counter() - start, read_info(path)))
     with cluster.connect(f"local:{workers}") as client:
-        cluster.extract_on_cluster(client, dataclasses.replace(config, limit=20, force=False, cache_dir=work / "warm"), shards=workers)  # and on the workers
+        cluster.extract_on_cluster(client, dataclasses.replace(config, limit=100, force=False, cache_dir=work / "warm"), shards=workers)  # and on the workers
         for count in shards:
             start = time.perf_counter()
             path = cluster.extract_on_cluster(client, config, shards=count)
