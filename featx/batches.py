@@ -199,4 +199,13 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
         with Image.open(path) as handle:
             return np.asarray(handle.convert("RGB"))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageReadError(f"cannot read image {path}: {error}; fix or remove the file") from None
+        raise ImageReadError(f"cannot read image {path}: {error}; fix or remove the file, or pass --skip-bad to leave such files out") from None
+
+
+def readable_image(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`decode_image` decodes ``path`` (it decodes the whole image)."""
+    try:
+        decode_image(path)
+    except ImageReadError:
+        return False
+    return True
