@@ -4,6 +4,7 @@ contract, and processes paused and resumed at fault points (:mod:`featx.faults`)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +114,17 @@ class Running:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def processes() -> Iterator[list[Running]]:
+    """A list to put :class:`Running` processes in; whatever still runs at the end is killed."""
+    started: list[Running] = []
+    try:
+        yield started
+    finally:
+        for running in started:
+            running.kill()
 
 
 def assert_same_features(path: Path, reference: Path) -> None:

@@ -16,22 +16,16 @@ import pytest
 
 from featx.cachefile import verify_file
 from featx.records import iter_records, load_model
-from tests.reliability.support import TINY_ARGS, Running
+from tests.reliability.support import TINY_ARGS, Running, processes
 
 
 def test_two_extractions_of_one_key_compute_once() -> None:
-    first = Running("extract", *TINY_ARGS, fault="extract.locked:1:stop")
-    second = None
-    try:
-        first.wait_stopped()
-        second = Running("extract", *TINY_ARGS)
-        second.wait_for("waiting for it")
-        code_1, out_1, err_1 = first.finish()
-        code_2, out_2, err_2 = second.finish()
-    finally:
-        first.kill()
-        if second is not None:
-            second.kill()
+    with processes() as running:
+        running.append(Running("extract", *TINY_ARGS, fault="extract.locked:1:stop"))
+        running[0].wait_stopped()
+        running.append(Running("extract", *TINY_ARGS))
+        running[1].wait_for("waiting for it")
+        (code_1, out_1, err_1), (code_2, out_2, err_2) = (r.finish() for r in running)
     assert code_1 == 0 and code_2 == 0, err_1 + err_2
     assert out_1 == out_2 and Path(out_1.strip()).is_file()
     assert "wrote" in err_1 and "images/s" in err_1
@@ -47,24 +41,17 @@ def test_two_fits_writing_records_at_once_leave_both_intact(feature_file, second
     path = feature_file(n_train=40, n_test=20, dim=8)
     # the first stops with its model written under a temporary name; the second then
     # saves a record of its own (or waits for the lock of the same record)
-    first = Running(*FIT, "--features", str(path), "--clf", "logreg", "--C-grid", "1",
-                    fault="records.locked:1:stop" if second_clf == "logreg" else "atomic.before_replace:1:stop")
-    second = None
-    try:
-        first.wait_stopped()
-        second = Running(*FIT, "--features", str(path), "--clf", second_clf, "--C-grid", "1") if second_clf == "logreg" else \
-            Running(*FIT, "--features", str(path), "--clf", second_clf, "--k-grid", "1,3")
-        if second_clf == "logreg":
-            second.wait_for("another featx process is saving")
-        else:
-            code_2, _, err_2 = second.finish()
-            assert code_2 == 0, err_2
-        code_1, _, err_1 = first.finish()
-        code_2, _, err_2 = second.finish()
-    finally:
-        first.kill()
-        if second is not None:
-            second.kill()
+    same = second_clf == "logreg"
+    with processes() as running:
+        running.append(Running(*FIT, "--features", str(path), "--clf", "logreg", "--C-grid", "1",
+                               fault="records.locked:1:stop" if same else "atomic.before_replace:1:stop"))
+        running[0].wait_stopped()
+        running.append(Running(*FIT, "--features", str(path), "--clf", second_clf, *(["--C-grid", "1"] if same else ["--k-grid", "1,3"])))
+        if same:  # the second waits for the first's lock on the record
+            running[1].wait_for("another featx process is saving")
+        else:  # the second saves its record while the first is stopped
+            assert running[1].finish()[0] == 0
+        (code_1, _, err_1), (code_2, _, err_2) = (r.finish() for r in running)
     assert code_1 == 0 and code_2 == 0, err_1 + err_2
     records = list(iter_records())
     assert sorted(r.clf for r in records) == sorted({"logreg", second_clf})
