@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import logging
@@ -55,6 +56,8 @@ LOCK_DIR = ".locks"
 CHUNK_BYTES = 1 << 20
 SPLITS = ("train", "test")
 SHARDS_DIR = ".shards"
+#: room kept for HDF5's own structures and attributes when checking the disk has space
+ROOM_MARGIN = 1 << 20
 
 
 # --------------------------------------------------------------------------- keys and names
@@ -226,6 +229,7 @@ class CacheWriter:
         with writing(self.partial):
             self.final_path.parent.mkdir(parents=True, exist_ok=True)
             handle = self._try_resume()
+            self._check_room(handle)
             if handle is None:
                 self.partial.unlink(missing_ok=True)
                 handle = h5py.File(self.partial, "w")
@@ -235,6 +239,27 @@ class CacheWriter:
                     handle.close()
                     raise
         self._file = handle
+
+    def _check_room(self, resumed: h5py.File | None) -> None:
+        """Refuse to start when the rows still to write cannot fit on the disk (or under
+        the process's file size limit): HDF5 does not survive a write that fails halfway
+        (it may even crash the process), so a full disk is best found before writing."""
+        import resource
+
+        row_bytes = {name: plan.dim * 4 + 8 for name, plan in self.splits.items()}
+        total = sum(plan.n_rows * row_bytes[name] for name, plan in self.splits.items()) + ROOM_MARGIN
+        done = sum(int(resumed[name].attrs.get("n_done", 0)) * row_bytes[name] for name in self.splits) if resumed is not None else 0
+        free = shutil.disk_usage(self.final_path.parent).free
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        problem = None
+        if total - done > free:
+            problem = OSError(errno.ENOSPC, f"it needs about {_megabytes(total - done)} more and {_megabytes(free)} are free")
+        elif limit != resource.RLIM_INFINITY and total > limit:
+            problem = OSError(errno.EFBIG, f"it needs about {_megabytes(total)}, over this process's file size limit of {_megabytes(limit)}")
+        if problem is not None:
+            if resumed is not None:
+                resumed.close()
+            raise problem
 
     def close(self) -> None:
         """Flush and close; the partial file stays for a later resume."""
@@ -389,6 +414,10 @@ class CacheWriter:
         fault_point("cache.after_rename")
         fsync_dir(self.final_path.parent)
         return self.final_path
+
+
+def _megabytes(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:.1f} MB"
 
 
 def split_checksums(group: h5py.Group, *, block_rows: int = 8192) -> tuple[str, str]:
