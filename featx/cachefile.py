@@ -615,7 +615,7 @@ def _check_format(info: CacheInfo) -> None:
 
 def _check_split(handle: h5py.File, info: CacheInfo, split: str) -> None:
     if split not in info.splits:
-        raise CacheError(f"{info.path} has no split {split!r} (it has: {', '.join(info.splits) or 'none'})")
+        raise CacheError(f"{info.path} has no split {split!r} (it has: {', '.join(info.splits) or 'none'}); {_recovery_hint(info.path, info.key)}")
     meta = info.splits[split]
     if not meta.complete or meta.n_done != meta.n_rows:
         raise CacheError(
