@@ -87,12 +87,12 @@ def _entry_summary(info: CacheInfo) -> dict[str, Any]:
 
 def _trustworthy(info: CacheInfo) -> bool:
     """Whether a complete-looking entry passes the checks made when it is opened (format
-    version, train and test splits, shapes, shard files), without reading its features."""
-    from featx.cachefile import SPLITS, open_features
+    version, shapes, shard files), without reading its features."""
+    from featx.cachefile import open_features
     from featx.errors import CacheError
 
     try:
-        open_features(info.path, splits=tuple(dict.fromkeys([*SPLITS, *info.splits])))
+        open_features(info.path, splits=tuple(info.splits))
     except CacheError:
         return False
     return True
