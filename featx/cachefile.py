@@ -872,7 +872,7 @@ def verify_file(path: str | os.PathLike[str]) -> list[str]:
     except CacheError as error:
         return [str(error)]
     with _open(file_path) as handle:
-        for split in dict.fromkeys([*SPLITS, *info.splits]):  # a featx file has train and test
+        for split in info.splits:
             try:
                 _check_split(handle, info, split)
             except CacheError as error:
