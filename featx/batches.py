@@ -185,7 +185,9 @@ class FileBatches(Dataset):
 
 def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file with PIL, as timm's reference does, to RGB ``(height, width, 3)``
-    uint8 (grey, palette, CMYK and alpha converted by ``convert("RGB")``).
+    uint8 (grey, palette, CMYK and alpha converted by ``convert("RGB")``). Grey images of
+    16 bits (``I;16`` PNGs, or ``I``) keep their high byte: PIL's own conversion would clip
+    every value above 255 to white.
 
     (torchvision's JPEG decoder is three times faster and bit-identical on CIFAR, but
     deprecated since torchvision 0.29; decoding is a small share of the time here.)
@@ -197,6 +199,18 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
 
     try:
         with Image.open(path) as handle:
+            if handle.mode.startswith("I"):  # I;16, I;16B, I: integer grey of up to 16 bits
+                grey = (np.clip(np.asarray(handle, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
+                return np.repeat(grey[:, :, None], 3, axis=2)
             return np.asarray(handle.convert("RGB"))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageReadError(f"cannot read image {path}: {error}; fix or remove the file") from None
+        raise ImageReadError(f"cannot read image {path}: {error}; fix or remove the file, or pass --skip-bad to leave such files out") from None
+
+
+def readable_image(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`decode_image` decodes ``path`` (it decodes the whole image)."""
+    try:
+        decode_image(path)
+    except ImageReadError:
+        return False
+    return True

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import logging
@@ -43,8 +44,9 @@ import numpy as np
 
 from featx import paths
 from featx._version import __version__
-from featx.atomic import fsync_dir
+from featx.atomic import fsync_dir, write_error, writing
 from featx.errors import CacheBusyError, CacheError
+from featx.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ LOCK_DIR = ".locks"
 CHUNK_BYTES = 1 << 20
 SPLITS = ("train", "test")
 SHARDS_DIR = ".shards"
+#: room kept for HDF5's own structures and attributes when checking the disk has space
+ROOM_MARGIN = 1 << 20
 
 
 # --------------------------------------------------------------------------- keys and names
@@ -128,20 +132,24 @@ def entry_lock(final: Path, *, wait: bool = True, on_wait: Any = None) -> Iterat
 
     Raises:
         CacheBusyError: ``wait`` is false and another process holds the lock.
+        WriteError: the lock file cannot be created (the folder is not writable).
     """
     from filelock import FileLock, Timeout
 
     path = lock_path(final)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path))
+    with writing(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     try:
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout:  # a TimeoutError, so an OSError: caught first
         if not wait:
             raise CacheBusyError(f"another featx process is writing {final.name}; try again when it has finished") from None
         if on_wait is not None:
             on_wait()
         lock.acquire()
+    except OSError as error:
+        raise write_error(path, error) from error
     try:
         yield
     finally:
@@ -213,14 +221,45 @@ class CacheWriter:
         self.close()
 
     def open(self) -> None:
-        """Open the partial file, resuming it when it matches, else starting afresh."""
-        self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self._try_resume()
-        if handle is None:
-            self.partial.unlink(missing_ok=True)
-            handle = h5py.File(self.partial, "w")
-            self._initialise(handle)
+        """Open the partial file, resuming it when it matches, else starting afresh.
+
+        Raises:
+            WriteError: the folder is not writable or the disk is full.
+        """
+        with writing(self.partial):
+            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self._try_resume()
+            self._check_room(handle)
+            if handle is None:
+                self.partial.unlink(missing_ok=True)
+                handle = h5py.File(self.partial, "w")
+                try:
+                    self._initialise(handle)
+                except BaseException:
+                    handle.close()
+                    raise
         self._file = handle
+
+    def _check_room(self, resumed: h5py.File | None) -> None:
+        """Refuse to start when the rows still to write cannot fit on the disk (or under
+        the process's file size limit): HDF5 does not survive a write that fails halfway
+        (it may even crash the process), so a full disk is best found before writing."""
+        import resource
+
+        row_bytes = {name: plan.dim * 4 + 8 for name, plan in self.splits.items()}
+        total = sum(plan.n_rows * row_bytes[name] for name, plan in self.splits.items()) + ROOM_MARGIN
+        done = sum(int(resumed[name].attrs.get("n_done", 0)) * row_bytes[name] for name in self.splits) if resumed is not None else 0
+        free = shutil.disk_usage(self.final_path.parent).free
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        problem = None
+        if total - done > free:
+            problem = OSError(errno.ENOSPC, f"it needs about {_megabytes(total - done)} more and {_megabytes(free)} are free")
+        elif limit != resource.RLIM_INFINITY and total > limit:
+            problem = OSError(errno.EFBIG, f"it needs about {_megabytes(total)}, over this process's file size limit of {_megabytes(limit)}")
+        if problem is not None:
+            if resumed is not None:
+                resumed.close()
+            raise problem
 
     def close(self) -> None:
         """Flush and close; the partial file stays for a later resume."""
@@ -310,6 +349,9 @@ class CacheWriter:
             features: ``(n_rows, dim)`` array, stored as float32.
             labels: ``(n_rows,)`` integer class indices.
             seconds: compute time spent on these rows, accumulated for the throughput attr.
+
+        Raises:
+            WriteError: the disk is full (the rows vouched for by ``n_done`` stay valid).
         """
         group = self.file[split]
         done = int(group.attrs["n_done"])
@@ -320,12 +362,15 @@ class CacheWriter:
             raise ValueError("features and labels differ in length")
         if count == 0:
             return
-        group["features"][start : start + count] = np.asarray(features, dtype=np.float32)
-        group["labels"][start : start + count] = np.asarray(labels, dtype=np.int64)
-        self.file.flush()  # rows first, then the counter that vouches for them
-        group.attrs["n_done"] = start + count
-        group.attrs["seconds"] = float(group.attrs["seconds"]) + float(seconds)
-        self.file.flush()
+        with writing(self.partial):
+            group["features"][start : start + count] = np.asarray(features, dtype=np.float32)
+            group["labels"][start : start + count] = np.asarray(labels, dtype=np.int64)
+            self.file.flush()  # rows first, then the counter that vouches for them
+            fault_point("cache.rows_flushed")
+            group.attrs["n_done"] = start + count
+            group.attrs["seconds"] = float(group.attrs["seconds"]) + float(seconds)
+            self.file.flush()
+            fault_point("cache.rows_written")
 
     def finish_split(self, split: str, *, device: str) -> None:
         """Mark ``split`` complete once every row is written; record checksums and throughput."""
@@ -337,10 +382,12 @@ class CacheWriter:
         group.attrs["device"] = device
         group.attrs["images_per_second"] = n_rows / seconds if seconds > 0 else 0.0
         features_sha, labels_sha = split_checksums(group)
-        group.attrs["features_sha256"] = features_sha
-        group.attrs["labels_sha256"] = labels_sha
-        group.attrs["complete"] = True
-        self.file.flush()
+        with writing(self.partial):
+            group.attrs["features_sha256"] = features_sha
+            group.attrs["labels_sha256"] = labels_sha
+            group.attrs["complete"] = True
+            self.file.flush()
+            fault_point("cache.split_complete")
 
     def set_attrs(self, **attrs: Any) -> None:
         """Add or update root attributes (e.g. the feature dimension, once known)."""
@@ -352,15 +399,25 @@ class CacheWriter:
 
         Raises:
             ValueError: a split is not complete.
+            WriteError: the disk is full.
         """
         unfinished = [name for name in self.splits if not self.is_complete(name)]
         if unfinished:
             raise ValueError(f"cannot commit: splits not complete: {', '.join(unfinished)}")
-        self.file.attrs["complete"] = True
+        with writing(self.partial):
+            self.file.attrs["complete"] = True
+            self.file.flush()
         self.close()
-        os.replace(self.partial, self.final_path)
+        with writing(self.final_path):
+            fault_point("cache.before_rename")
+            os.replace(self.partial, self.final_path)
+        fault_point("cache.after_rename")
         fsync_dir(self.final_path.parent)
         return self.final_path
+
+
+def _megabytes(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:.1f} MB"
 
 
 def split_checksums(group: h5py.Group, *, block_rows: int = 8192) -> tuple[str, str]:
@@ -368,10 +425,22 @@ def split_checksums(group: h5py.Group, *, block_rows: int = 8192) -> tuple[str, 
     features, labels = group["features"], group["labels"]
     feat_hash, label_hash = hashlib.sha256(), hashlib.sha256()
     for start in range(0, features.shape[0], block_rows):
-        block = np.ascontiguousarray(features[start : start + block_rows], dtype="<f4")
-        feat_hash.update(block.tobytes())
-        label_hash.update(np.ascontiguousarray(labels[start : start + block_rows], dtype="<i8").tobytes())
+        _update(feat_hash, features[start : start + block_rows], "<f4")
+        _update(label_hash, labels[start : start + block_rows], "<i8")
     return feat_hash.hexdigest(), label_hash.hexdigest()
+
+
+def array_checksums(features: np.ndarray, labels: np.ndarray) -> tuple[str, str]:
+    """:func:`split_checksums` of a split already in memory (the same digests)."""
+    feat_hash, label_hash = hashlib.sha256(), hashlib.sha256()
+    _update(feat_hash, features, "<f4")
+    _update(label_hash, labels, "<i8")
+    return feat_hash.hexdigest(), label_hash.hexdigest()
+
+
+def _update(digest: Any, array: np.ndarray, dtype: str) -> None:
+    """Feed ``array``'s bytes as ``dtype`` (little-endian, row-major) to ``digest`` without a copy when it already is."""
+    digest.update(np.ascontiguousarray(array, dtype=dtype))
 
 
 def write_features(
@@ -474,6 +543,10 @@ def _recovery_hint(path: Path, key: str | None = None) -> str:
     return f"remove it with `featx cache rm {target}` or extract again with --force"
 
 
+def _checksum_error(path: Path, split: str, key: str) -> CacheError:
+    return CacheError(f"{path}: split {split!r} does not match its checksum (damaged after writing); {_recovery_hint(path, key)}")
+
+
 def _open(path: Path) -> h5py.File:
     if not path.exists():
         raise CacheError(f"feature file not found: {path}")
@@ -542,7 +615,7 @@ def _check_format(info: CacheInfo) -> None:
 
 def _check_split(handle: h5py.File, info: CacheInfo, split: str) -> None:
     if split not in info.splits:
-        raise CacheError(f"{info.path} has no split {split!r} (it has: {', '.join(info.splits) or 'none'})")
+        raise CacheError(f"{info.path} has no split {split!r} (it has: {', '.join(info.splits) or 'none'}); {_recovery_hint(info.path, info.key)}")
     meta = info.splits[split]
     if not meta.complete or meta.n_done != meta.n_rows:
         raise CacheError(
@@ -604,25 +677,29 @@ def read_split(path: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np
     """Read one trusted split: ``X (n_samples, n_features) float32`` and ``y (n_samples,) int64``.
 
     Raises:
-        CacheError: the split cannot be trusted, or holds NaN/inf or labels outside the
-            class list.
+        CacheError: the split cannot be trusted, does not match the checksums recorded
+            when it was written, or holds NaN/inf or labels outside the class list.
     """
     file_path = Path(path)
     with _open(file_path) as handle:
         info = _read_info(handle, file_path)
         _check_format(info)
         _check_split(handle, info, split)
+        group = handle[split]
         try:
-            features = np.asarray(handle[split]["features"][...], dtype=np.float32)
-            labels = np.asarray(handle[split]["labels"][...], dtype=np.int64)
+            features = np.asarray(group["features"][...], dtype=np.float32)
+            labels = np.asarray(group["labels"][...], dtype=np.int64)
         except OSError as error:
             raise CacheError(f"cannot read {split!r} from {file_path} ({error}); {_recovery_hint(file_path, info.key)}") from None
+        expected = (group.attrs.get("features_sha256"), group.attrs.get("labels_sha256"))
     if not np.isfinite(features).all():
         bad = int((~np.isfinite(features)).any(axis=1).sum())
         raise CacheError(f"{file_path}: split {split!r} has {bad} rows with NaN or inf features; {_recovery_hint(file_path, info.key)}")
     n_classes = len(info.class_names)
     if len(labels) and (labels.min() < 0 or (n_classes and labels.max() >= n_classes)):
         raise CacheError(f"{file_path}: split {split!r} has labels outside 0..{n_classes - 1}; {_recovery_hint(file_path, info.key)}")
+    if expected[0] is not None and tuple(_decode_attr(v) for v in expected) != array_checksums(features, labels):
+        raise _checksum_error(file_path, split, info.key)
     return features, labels
 
 
@@ -811,5 +888,5 @@ def verify_file(path: str | os.PathLike[str]) -> list[str]:
                 problems.append(f"{file_path}: cannot read split {split!r} ({error}); {_recovery_hint(file_path, info.key)}")
                 continue
             if tuple(_decode_attr(v) for v in expected) != actual:
-                problems.append(f"{file_path}: split {split!r} does not match its checksum (damaged after writing); {_recovery_hint(file_path, info.key)}")
+                problems.append(str(_checksum_error(file_path, split, info.key)))
     return problems

@@ -43,6 +43,11 @@ class CacheBusyError(CacheError):
     """Another process holds the lock on a cache entry."""
 
 
+class WriteError(FeatxError):
+    """An output file (cache entry, run record, model, report) cannot be written: the
+    disk is full, or the folder is not writable. What was there before is untouched."""
+
+
 class FitError(FeatxError):
     """Stage two cannot fit or score on the given features."""
 

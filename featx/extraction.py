@@ -36,7 +36,8 @@ from featx.console import progress
 from featx.dataconfig import DataConfig, parse_triple
 from featx.datasets import SPLITS, ImageDataset, load_dataset
 from featx.datasets.base import DEFAULT_TEST_FRACTION
-from featx.errors import CacheError, ConfigError, DeviceError, FeatxError
+from featx.errors import CacheError, ConfigError, DeviceError, FeatxError, ImageReadError, WriteError
+from featx.faults import fault_point
 from featx.registry import unknown_name_error
 from featx.shards import ShardResult, ShardSpec
 
@@ -80,7 +81,11 @@ class ExtractConfig:
         test_fraction: test share for data sets without a split (digits, class folders).
         num_workers: DataLoader workers decoding image files (default: see
             :func:`featx.batches.default_workers`).
-        force: recompute even when the cache has the entry.
+        force: recompute even when the cache has the entry (the entry in place is
+            replaced only once the new one is complete).
+        skip_bad: leave out image files that cannot be decoded (logged with a count and
+            their names, and recorded in the file as ``skipped_images``) instead of
+            stopping at the first one. Part of the key: the features differ.
         download: allow downloading a missing data set.
         cache_dir: the feature cache root (default ``features/`` or ``FEATX_CACHE_DIR``).
     """
@@ -103,6 +108,7 @@ class ExtractConfig:
     test_fraction: float = DEFAULT_TEST_FRACTION
     num_workers: int | None = None
     force: bool = False
+    skip_bad: bool = False
     download: bool = True
     cache_dir: str | os.PathLike[str] | None = None
 
@@ -281,6 +287,7 @@ class ExtractPlan:
     precision: str
     key: str
     path: Path
+    skipped: tuple[str, ...] = ()
 
     def root_attrs(self) -> dict[str, Any]:
         """The cache file's root attributes (``feature_dim`` is added once known)."""
@@ -313,6 +320,7 @@ class ExtractPlan:
             "seed": self.config.seed,
             "timm_version": str(timm.__version__),
             "torch_version": str(torch.__version__),
+            **({"skipped_images": list(self.skipped)} if self.config.skip_bad else {}),
         }
 
     @property
@@ -360,6 +368,8 @@ def plan_extraction(config: ExtractConfig) -> ExtractPlan:
         "pooling": POOLING,
         "precision": precision,
     }
+    if config.skip_bad and _has_files(dataset):
+        identity["skip_bad"] = True
     key = cachefile.cache_key(identity)
     path = cachefile.entry_path(dataset=dataset.name, backbone=backbone.display_name, key=key, cache_dir=config.cache_dir)
     return ExtractPlan(config=config, backbone=backbone, weights=weights, data_config=data_config, dataset=dataset,
@@ -417,8 +427,11 @@ def extract_planned(plan: ExtractPlan) -> tuple[Path, bool]:
     # the model is built (and tried once) before the cache folder is touched, so that
     # missing weights or an input size the model refuses leave nothing behind (at the
     # price of a wasted load when another process is extracting this entry right now)
+    plan = without_bad_images(plan)
     engine = _prepare(plan)
+    fault_point("extract.model_loaded")
     with cachefile.entry_lock(plan.path, on_wait=lambda: log.info("another featx process is extracting %s; waiting for it", plan.path.name)):
+        fault_point("extract.locked")
         if config.force:
             _discard(plan.path)
         elif _trusted(plan.path):  # finished by the process we waited for
@@ -444,10 +457,48 @@ def _trusted(path: Path) -> bool:
 
 
 def _discard(path: Path) -> None:
-    for stale in (path, cachefile.partial_path(path)):
-        if stale.exists():
-            log.info("--force: removing %s", stale)
-            stale.unlink()
+    """--force: start from an empty partial file. The entry in place stays readable
+    until the new one replaces it, so a failed recomputation (a full disk) loses nothing."""
+    stale = cachefile.partial_path(path)
+    if stale.exists():
+        log.info("--force: removing %s", stale)
+        stale.unlink()
+
+
+def _has_files(dataset: ImageDataset) -> bool:
+    return any(split.files is not None for split in dataset.splits.values())
+
+
+def without_bad_images(plan: ExtractPlan) -> ExtractPlan:
+    """With ``skip_bad``, the plan without the image files that do not decode.
+
+    Every image file is decoded once to find them (only when features are computed,
+    never for a cache hit); their names go into the file's ``skipped_images``.
+
+    Raises:
+        DatasetError: a split has no readable image left.
+    """
+    if not plan.config.skip_bad or not _has_files(plan.dataset):
+        return plan
+    from concurrent.futures import ThreadPoolExecutor
+
+    from featx.batches import readable_image
+
+    splits, skipped = {}, []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for name, split in plan.dataset.splits.items():
+            files = split.files or ()
+            ok = np.fromiter(pool.map(readable_image, files), dtype=bool, count=len(files))
+            skipped += [files[i] for i in np.flatnonzero(~ok)]
+            if files and not ok.any():
+                raise ImageReadError(f"none of the {len(files)} {name} images in {plan.dataset.location} can be decoded")
+            splits[name] = split.take(np.flatnonzero(ok))
+    if not skipped:
+        return plan
+    root = plan.dataset.location
+    names = [os.path.relpath(path, root) if root else path for path in skipped]
+    log.warning("--skip-bad: skipped %d unreadable image(s): %s%s", len(names), ", ".join(names[:5]), ", ..." if len(names) > 5 else "")
+    return dataclasses.replace(plan, dataset=dataclasses.replace(plan.dataset, splits=splits), skipped=tuple(names))
 
 
 @dataclass(frozen=True)
@@ -548,6 +599,12 @@ def _write(plan: ExtractPlan, engine: _Engine, *, path: Path, rows: Mapping[str,
                 info = writer.file[name].attrs
                 log.info("%s%s: %d images, %.0f images/s", name, label, len(split), float(info["images_per_second"]))
             return writer.commit()
+    except WriteError as error:
+        partial = cachefile.partial_path(path)
+        if partial.exists():
+            raise WriteError(f"{error}; the rows written so far are kept in {partial.name} and the same command resumes them "
+                             f"(or remove them with `featx cache rm {plan.key}`)") from error
+        raise
     except FeatxError:
         # bad input (an unreadable image): the partial rows describe a data set the user
         # must fix first, and fixing it changes the key; leave nothing behind
@@ -611,14 +668,15 @@ def extract_shard(config: ExtractConfig, shard: ShardSpec, *, stitch: bool = Tru
     """
     plan = plan_extraction(config)
     final, target = plan.path, shard.path(plan.path)
+    if not config.force and _trusted(final):
+        log.info("cache hit: %s", final)
+        return ShardResult(final=final, path=target, key=plan.key, shard=shard, computed=False, stitched=final)
+    plan = without_bad_images(plan)  # every shard finds the same ones, so the blocks agree
     sizes = {name: len(plan.dataset.splits[name]) for name in SPLITS}
 
     def done() -> bool:
         return shards.shard_is_done(target, key=plan.key, shard=shard, sizes=sizes)
 
-    if not config.force and _trusted(final):
-        log.info("cache hit: %s", final)
-        return ShardResult(final=final, path=target, key=plan.key, shard=shard, computed=False, stitched=final)
     computed = config.force or not done()
     if computed:
         engine = _prepare(plan)

@@ -243,8 +243,8 @@ def fit(
         log.warning("%s", message)
     record = _record(config, plan, data, search, test, model, total_seconds=time.perf_counter() - started, client=client)
     if save:
-        record_path, _ = save_run(record, model, reports_dir)
-        log.info("record: %s", record_path)
+        record = save_run(record, model, reports_dir)
+        log.info("record: %s", record.path(reports_dir))
     return record
 
 

@@ -50,7 +50,7 @@ T = TypeVar("T")
 TOP_LEVEL_KEYS = ("name", "description", "dataset", "extract", "backbones", "fit", "classifiers", "pca")
 #: ExtractConfig fields that describe the data set: set once, under ``dataset:``, so that
 #: every backbone sees the same images and the comparison is fair
-DATASET_KEYS = ("data_dir", "limit", "seed", "test_fraction", "download")
+DATASET_KEYS = ("data_dir", "limit", "seed", "test_fraction", "download", "skip_bad")
 #: ExtractConfig fields a pipeline file does not set (the command line does)
 RUNTIME_EXTRACT_KEYS = ("backbone", "dataset", "force", "cache_dir")
 EXTRACT_KEYS = tuple(f.name for f in dataclasses.fields(ExtractConfig) if f.name not in (*DATASET_KEYS, *RUNTIME_EXTRACT_KEYS))
@@ -126,6 +126,7 @@ class PipelineSpec:
         precision: str | None = None,
         batch_size: int | None = None,
         n_jobs: int | None = None,
+        skip_bad: bool | None = None,
         backbones: Sequence[str] = (),
         classifiers: Sequence[str] = (),
     ) -> PipelineSpec:
@@ -136,6 +137,7 @@ class PipelineSpec:
             limit: at most this many images per split (class-balanced).
             data_dir, weights, device, precision, batch_size: set for every backbone.
             n_jobs: fold workers of every fit.
+            skip_bad: leave out image files that cannot be decoded (see :class:`ExtractConfig`).
             backbones: keep only these backbones (names as in the file).
             classifiers: keep only these classifiers (names as in the file).
 
@@ -152,7 +154,7 @@ class PipelineSpec:
             _check_device(device, "--device")
         extract = {
             "dataset": dataset, "limit": limit, "data_dir": data_dir, "weights": weights, "device": device,
-            "precision": precision, "batch_size": batch_size,
+            "precision": precision, "batch_size": batch_size, "skip_bad": skip_bad,
         }
         extract = {key: value for key, value in extract.items() if value is not None}
         fit = {"n_jobs": n_jobs} if n_jobs is not None else {}

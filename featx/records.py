@@ -9,8 +9,12 @@ The run key is a hash of everything that changes the numbers (features key, clas
 and its fixed parameters, grid, folds, scaling, PCA, seed), so the same request maps to
 the same files and an up-to-date record can be found without fitting
 (:func:`existing_record`). The model is written first and the record last, both
-atomically: a record on disk always has its model. The schema is documented in the
-README ("Run records"); :data:`SCHEMA_VERSION` changes when a field changes meaning.
+atomically and under a lock (two runs saving the same record take turns): a record on
+disk always has its model, and carries the model file's sha256 (``model_sha256``).
+A joblib file is a pickle, and unpickling runs code: :func:`load_model` loads only a
+model whose file still has the checksum its record was written with. The schema is
+documented in the README ("Run records"); :data:`SCHEMA_VERSION` changes when a field
+changes meaning (a new optional field does not change it).
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import numpy as np
 
 from featx import paths
 from featx.atomic import atomic_path, atomic_write_text
-from featx.cachefile import CacheInfo, safe_name
+from featx.cachefile import CacheInfo, entry_lock, safe_name
 from featx.errors import ReportError
+from featx.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +178,7 @@ class RunRecord:
     model_file: str
     warnings: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    model_sha256: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,23 +224,38 @@ def _required(cls: type, name: str) -> bool:
     return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
 
 
-def save_run(record: RunRecord, model: Any, reports_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
-    """Write the model (joblib), then the record (JSON), each atomically.
+def save_run(record: RunRecord, model: Any, reports_dir: str | os.PathLike[str] | None = None) -> RunRecord:
+    """Write the model (joblib), then the record (JSON) with the model's sha256, each
+    atomically, holding the record's lock (another process saving the same record waits).
 
     Returns:
-        ``(record_path, model_path)``.
+        The record as written (``model_sha256`` set); ``record.path(reports_dir)`` and
+        ``record.model_path(reports_dir)`` are its files.
+
+    Raises:
+        WriteError: the reports folder is not writable or the disk is full. An earlier
+            record of the same run stays; should its model have been replaced already,
+            the checksum tells, and the run counts as not fitted.
     """
     import joblib
 
     record_path, model_path = record.path(reports_dir), record.model_path(reports_dir)
-    with atomic_path(model_path) as tmp:
-        joblib.dump(model, tmp)
-    try:
-        atomic_write_text(record_path, record.to_json())
-    except BaseException:
-        model_path.unlink(missing_ok=True)
-        raise
-    return record_path, model_path
+    with entry_lock(record_path, on_wait=lambda: log.info("another featx process is saving %s; waiting for it", record_path.name)):
+        fault_point("records.locked")
+        with atomic_path(model_path) as tmp:
+            joblib.dump(model, tmp)
+            saved = dataclasses.replace(record, model_sha256=file_sha256(tmp))
+        atomic_write_text(record_path, saved.to_json())
+    return saved
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_record(path: str | os.PathLike[str]) -> RunRecord:
@@ -257,29 +278,52 @@ def load_record(path: str | os.PathLike[str]) -> RunRecord:
 
 
 def load_model(record: RunRecord | str | os.PathLike[str], reports_dir: str | os.PathLike[str] | None = None) -> Any:
-    """The fitted Pipeline of a run (from its record, or the record's path).
+    """The fitted Pipeline of a run (from its record, or the path of its record or model file).
 
-    Only load models you wrote yourself: joblib files are pickles.
+    A joblib file is a pickle, and unpickling runs whatever code the file names: featx
+    unpickles only a model file whose sha256 is the one its record was written with
+    (``model_sha256``), so a file replaced or edited after ``featx fit`` wrote it is
+    refused before any of it runs. (The checksum guards against a swapped file, not
+    against someone who can rewrite the record too: keep the reports folder yours.)
 
     Raises:
-        ReportError: the model file is missing.
+        ReportError: the record or the model file is missing or unreadable, the record
+            carries no checksum, or the model file does not match it.
     """
     import joblib
 
-    if not isinstance(record, RunRecord):
-        record_path = Path(record)
-        model_path = record_path.with_suffix(MODEL_SUFFIX)
-    else:
+    if isinstance(record, RunRecord):
         model_path = record.model_path(reports_dir)
+    else:
+        given = Path(record)
+        model_path = given.with_suffix(MODEL_SUFFIX)
+        record = load_record(given.with_suffix(RECORD_SUFFIX))
     if not model_path.exists():
         raise ReportError(f"model file not found: {model_path}")
+    problem = model_problem(record, model_path)
+    if problem:
+        raise ReportError(f"{problem}; featx will not unpickle it (a joblib file runs code when loaded): fit again to write a model featx can vouch for")
     return joblib.load(model_path)
+
+
+def model_problem(record: RunRecord, model_path: Path) -> str | None:
+    """Why ``model_path`` cannot be trusted as ``record``'s model, or None when its sha256 matches."""
+    if not record.model_sha256:
+        return f"the record of {model_path.name} carries no model checksum (written by another tool or an older featx)"
+    try:
+        actual = file_sha256(model_path)
+    except OSError as error:
+        return f"cannot read {model_path} ({error.strerror or error})"
+    if actual != record.model_sha256:
+        return f"{model_path} is not the model its record was written with (its sha256 differs)"
+    return None
 
 
 def existing_record(record_file: str, key: str, reports_dir: str | os.PathLike[str] | None = None) -> RunRecord | None:
     """The up-to-date record at ``record_file`` (relative to the reports root), or None.
 
-    Up to date: it loads with this schema, carries ``key``, and its model file exists.
+    Up to date: it loads with this schema, carries ``key``, and its model file exists
+    with the checksum the record was written with.
     """
     path = paths.reports_dir(reports_dir) / record_file
     if not path.exists():
@@ -289,7 +333,12 @@ def existing_record(record_file: str, key: str, reports_dir: str | os.PathLike[s
     except ReportError as error:
         log.info("ignoring %s: %s", path, error)
         return None
-    if record.run_key != key or not record.model_path(reports_dir).exists():
+    model_path = record.model_path(reports_dir)
+    if record.run_key != key or not model_path.exists():
+        return None
+    problem = model_problem(record, model_path)
+    if problem:
+        log.warning("fitting again: %s", problem)
         return None
     return record
 

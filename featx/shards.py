@@ -44,6 +44,7 @@ import numpy as np
 
 from featx import cachefile, paths
 from featx.atomic import atomic_path
+from featx.faults import fault_point
 from featx.errors import CacheError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -425,6 +426,7 @@ def _write_stitched(final: Path, infos: Sequence[tuple[Path, cachefile.CacheInfo
                 out[split].attrs["features_sha256"] = features_sha
                 out[split].attrs["labels_sha256"] = labels_sha
                 out[split].attrs["complete"] = True
+        fault_point("shards.stitch_written")
 
 
 def _split_attrs(group: h5py.Group, parts: Sequence[cachefile.SplitInfo], n_rows: int) -> None:

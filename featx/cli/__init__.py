@@ -52,6 +52,12 @@ class FeatxGroup(click.Group):
                 raise
             click.echo(f"featx: error: {error}", err=True)
             ctx.exit(EXIT_USAGE)
+        except click.UsageError as error:  # a bad option value, a missing argument: one line too
+            if ctx.find_root().params.get("debug"):
+                raise
+            where = error.ctx.command_path if error.ctx is not None else "featx"
+            click.echo(f"featx: error: {error.format_message()} (see `{where} --help`)", err=True)
+            ctx.exit(EXIT_USAGE)
 
 
 @click.group(cls=FeatxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -63,8 +63,8 @@ def ls(cache_dir: str | None, as_json: bool) -> None:
 
 
 def _entry_summary(info: CacheInfo) -> dict[str, Any]:
-    if info.attrs.get("damaged"):
-        state = "damaged"
+    if info.attrs.get("damaged") or (info.complete and not _trustworthy(info)):
+        state = "damaged (see featx cache verify)"
     elif info.complete:
         state = f"complete ({len(info.shard_files)} shards)" if info.stitched else "complete"
     elif info.partial:
@@ -83,6 +83,19 @@ def _entry_summary(info: CacheInfo) -> dict[str, Any]:
         "size_bytes": info.size_bytes,
         "state": state,
     }
+
+
+def _trustworthy(info: CacheInfo) -> bool:
+    """Whether a complete-looking entry passes the checks made when it is opened (format
+    version, shapes, shard files), without reading its features."""
+    from featx.cachefile import open_features
+    from featx.errors import CacheError
+
+    try:
+        open_features(info.path, splits=tuple(info.splits))
+    except CacheError:
+        return False
+    return True
 
 
 def _shard_set_summary(shard_set: ShardSet) -> dict[str, Any]:

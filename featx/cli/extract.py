@@ -33,7 +33,8 @@ from featx.extraction import PRECISIONS
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True,
               help="Test share for data sets without a split (digits, class folders).")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes decoding image files [default: 0 on CPUs of up to 4 cores, one per core up to 16 on CUDA].")
-@click.option("--force", is_flag=True, help="Recompute even when the features are cached.")
+@click.option("--force", is_flag=True, help="Recompute even when the features are cached (the cached file stays until the new one is complete).")
+@click.option("--skip-bad", is_flag=True, help="Leave out image files that cannot be decoded (counted and named) instead of stopping at the first.")
 @click.option("--no-download", is_flag=True, help="Never download a missing data set.")
 @scheduler_option
 @click.option("--shards", type=click.IntRange(min=1), default=None,

@@ -18,6 +18,7 @@ from featx.extraction import PRECISIONS
 @click.option("--precision", type=click.Choice(PRECISIONS), help="Extraction precision of every backbone.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per extraction batch.")
 @click.option("--n-jobs", type=int, help="Fold workers of every fit (-1: all cores).")
+@click.option("--skip-bad", is_flag=True, default=None, help="Leave out image files that cannot be decoded (counted and named) instead of stopping.")
 @click.option("-b", "--backbone", "backbones", multiple=True, metavar="NAME", help="Run only this backbone of the file (repeatable).")
 @click.option("--clf", "classifiers", multiple=True, metavar="NAME", help="Run only this classifier of the file (repeatable).")
 @click.option("--force", is_flag=True, help="Refit every classifier and redraw the PCA plots even when up to date.")
@@ -41,6 +42,7 @@ def run(
     precision: str | None,
     batch_size: int | None,
     n_jobs: int | None,
+    skip_bad: bool | None,
     backbones: tuple[str, ...],
     classifiers: tuple[str, ...],
     force: bool,
@@ -82,7 +84,7 @@ def run(
         raise ConfigError("--shards N needs a Dask scheduler (--scheduler ADDRESS or local:N, or FEATX_SCHEDULER)")
     spec = load_pipeline(pipeline).with_overrides(
         dataset=dataset, limit=limit, data_dir=data_dir, weights=weights, device=device, precision=precision,
-        batch_size=batch_size, n_jobs=n_jobs, backbones=backbones, classifiers=classifiers,
+        batch_size=batch_size, n_jobs=n_jobs, skip_bad=skip_bad or None, backbones=backbones, classifiers=classifiers,
     )
     if dry_run:
         graph = plan_pipeline(spec, force=force, force_extract=force_extract, cache_dir=cache_dir, reports_dir=reports_dir)
