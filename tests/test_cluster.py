@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("distributed")
 
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client, LocalCluster, get_task_stream  # noqa: E402
 
 import featx  # noqa: E402
 from featx import cachefile, cluster  # noqa: E402
@@ -311,9 +311,18 @@ def test_run_on_the_cluster_equals_the_serial_run(client: Client, tmp_path: Path
 
     options = ["--scheduler", client.scheduler.address, "--cache-dir", str(tmp_path / "cache"), "--reports-dir", str(tmp_path / "reports")]
     options += ["--shards", str(shards)] if shards else []
-    result = CliRunner().invoke(main, ["run", str(pipeline), *options])
+    with get_task_stream(client) as stream:
+        result = CliRunner().invoke(main, ["run", str(pipeline), *options])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "reports" / "index.html").is_file() and "Traceback" not in result.output
+    if not shards:  # the two backbones' extractions ran at the same time, one on each worker
+        spans = {}
+        for event in stream.data:
+            for backbone in ("test_resnet", "test_efficientnet"):
+                if event["key"].startswith(f"featx-extract-{backbone}-"):
+                    spans[backbone] = (event["worker"], min(s["start"] for s in event["startstops"]), max(s["stop"] for s in event["startstops"]))
+        (worker_a, start_a, stop_a), (worker_b, start_b, stop_b) = spans["test_resnet"], spans["test_efficientnet"]
+        assert worker_a != worker_b and start_a < stop_b and start_b < stop_a
     manifest = json.loads((tmp_path / "reports" / "pipelines" / "tiny-cluster.json").read_text())
     assert {task["key"]: task["status"] for task in manifest["tasks"]} == {key: "done" for key in serial.outcomes}
 
