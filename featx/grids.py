@@ -30,6 +30,8 @@ ValueKind = Literal["float", "int", "choice"]
 
 MAX_GRID_SIZE = 1000
 LOGSPACE = "logspace"
+#: the largest |LO| or |HI| of a logspace: 10**300 is still a float64 (10**309 is not)
+MAX_EXPONENT = 300
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ def _logspace(spec: str, option: str, rule: ValueRule) -> list[float]:
         raise _error(option, spec, "LO and HI must be numbers and N a whole number", rule) from None
     if not (math.isfinite(low) and math.isfinite(high)):
         raise _error(option, spec, "LO and HI must be finite", rule)
+    if max(abs(low), abs(high)) > MAX_EXPONENT:
+        raise _error(option, spec, f"LO and HI must be between -{MAX_EXPONENT} and {MAX_EXPONENT} (10**LO and 10**HI must be floats)", rule)
     if not 1 <= count <= MAX_GRID_SIZE:
         raise _error(option, spec, f"N must be between 1 and {MAX_GRID_SIZE}", rule)
     if count > 1 and low == high:
