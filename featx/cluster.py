@@ -647,13 +647,14 @@ def pipeline_executor(client: Client, *, shards: int | None = None, retries: int
     def execute(graph: TaskGraph) -> dict[str, Outcome]:
         resources = gpu_resources(client) if not shards or shards == 1 else None
         futures: dict[str, Future] = {}
+        tasks: dict[str, Task] = {}  # Dask key -> task
         for task in graph.tasks:
-            futures[task.key] = client.submit(
+            future = client.submit(
                 _run_on_worker, _portable_task(task), shards, *(futures[d] for d in task.deps),
                 key=task_key(task.kind, task.key.partition(":")[2]), retries=retries, pure=False,
                 resources=resources if task.kind == "extract" else None,
             )
-        tasks = {future.key: graph[key] for key, future in futures.items()}
+            futures[task.key], tasks[future.key] = future, task
         outcomes: dict[str, Outcome] = {}
         for future, outcome in results_as_completed(futures.values()):
             outcomes[outcome.key] = outcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featx.cli.options import cache_dir_option, scheduler_option
+from featx.cli.options import cache_dir_option, scheduler_option, shards_option
 from featx.dataconfig import CROP_MODES, INTERPOLATIONS
 from featx.extraction import PRECISIONS
 
@@ -37,8 +37,7 @@ from featx.extraction import PRECISIONS
 @click.option("--skip-bad", is_flag=True, help="Leave out image files that cannot be decoded (counted and named) instead of stopping at the first.")
 @click.option("--no-download", is_flag=True, help="Never download a missing data set.")
 @scheduler_option
-@click.option("--shards", type=click.IntRange(min=1), default=None,
-              help="With --scheduler: split each split's rows into N contiguous shards, one Dask task each, stitched into one entry.")
+@shards_option
 @click.option("--shard", "shard", default=None, metavar="K/N",
               help="Compute only shard K (from 0) of N, here, without Dask (one job of a Slurm-style array); the last one stitches the entry.")
 @cache_dir_option

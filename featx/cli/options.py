@@ -61,6 +61,14 @@ scheduler_option = click.option(
          "or a scheduler file (.json) [default: run here, without Dask].",
 )
 
+shards_option = click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="With --scheduler: split each extraction into N contiguous shards of every split's rows, one Dask task each, stitched into one entry.",
+)
+
 
 def command_line(ctx: click.Context) -> str:
     """The command as the user could type it again: ``featx <command>`` and every option

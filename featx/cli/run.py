@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from featx.cli.options import cache_dir_option, command_line, reports_dir_option, scheduler_option
+from featx.cli.options import cache_dir_option, command_line, reports_dir_option, scheduler_option, shards_option
 from featx.extraction import PRECISIONS
 
 
@@ -26,8 +26,7 @@ from featx.extraction import PRECISIONS
 @click.option("--no-report", is_flag=True, help="Do not write reports/index.html at the end.")
 @click.option("--dry-run", is_flag=True, help="Check the file, print the tasks, and stop.")
 @scheduler_option
-@click.option("--shards", type=click.IntRange(min=1), default=None,
-              help="With --scheduler: split each extraction into N shard tasks, stitched into one entry.")
+@shards_option
 @cache_dir_option
 @reports_dir_option
 @click.pass_context
