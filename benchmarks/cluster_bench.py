@@ -97,9 +97,9 @@ def bench_overhead(client: Any, arrays: dict[str, tuple[np.ndarray, np.ndarray]]
     import cloudpickle
     from distributed import wait
 
-    from featx import cluster
-    from featx.classifiers import build_pipeline, get_classifier
-    from featx.search import score_fold, stratified_folds
+    from featx.cluster import executor as cluster
+    from featx.fitting.classifiers import build_pipeline, get_classifier
+    from featx.fitting.search import score_fold, stratified_folds
 
     for index in range(20):  # warm up: connections, imports on the workers
         client.submit(noop, index, pure=False).result()
@@ -159,8 +159,8 @@ def bench_overhead(client: Any, arrays: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def bench_stitch(work: Path, *, n_train: int, n_test: int, dim: int, count: int) -> dict[str, Any]:
-    from featx import cachefile
-    from featx.shards import ShardSpec, stitch
+    from featx import cache as cachefile
+    from featx.cache.shards import ShardSpec, stitch
 
     rng = np.random.default_rng(0)
     arrays = {split: (rng.random((n, dim), dtype=np.float32), rng.integers(0, 10, n).astype(np.int64)) for split, n in (("train", n_train), ("test", n_test))}
@@ -196,12 +196,12 @@ def bench_stitch(work: Path, *, n_train: int, n_test: int, dim: int, count: int)
 
 
 def bench_extract(work: Path, *, source: str | None, model: str, image_size: int, n_images: int, workers: int, shards: list[int]) -> list[dict[str, Any]]:
-    import featx
-    from featx import cluster
-    from featx.cachefile import read_info
-    from featx.extraction import ExtractConfig
-
     from extract_bench import bench_folder, resolve_input
+
+    import featx
+    from featx.cache import read_info
+    from featx.cluster import executor as cluster
+    from featx.extraction.engine import ExtractConfig
 
     folder, _ = bench_folder(resolve_input(source, work, n_images), n_images, work)
     config = ExtractConfig(backbone=model, dataset=f"imagefolder:{folder}", weights="random", image_size=image_size, precision="fp32", force=True,
@@ -244,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.parts.split(",")
     n_train, n_test, dim = (4_000, 1_000, 256) if args.quick else (20_000, 5_000, 1_024)
 
-    from featx import cluster
-    from featx.cachefile import write_features
-    from featx.console import setup_logging
+    from featx.cache import write_features
+    from featx.cluster import executor as cluster
+    from featx.core.console import setup_logging
 
     setup_logging(-1)
     work = Path(tempfile.mkdtemp(prefix="featx-cluster-bench-"))

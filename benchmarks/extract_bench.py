@@ -122,7 +122,7 @@ def peak_rss_bytes() -> dict[str, int]:
 
 def run_featx(args: argparse.Namespace) -> dict[str, Any]:
     import featx
-    from featx.cachefile import read_info
+    from featx.cache import read_info
 
     started = time.perf_counter()
     path = featx.extract(

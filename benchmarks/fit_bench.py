@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n_train, args.n_test, args.dim = 4_000, 1_000, 256
 
-    from featx.cachefile import read_split, write_features
-    from featx.console import format_table, setup_logging
+    from featx.cache import read_split, write_features
+    from featx.core.console import format_table, setup_logging
 
     setup_logging(-1)
     work = Path(tempfile.mkdtemp(prefix="featx-bench-"))

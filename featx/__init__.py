@@ -4,9 +4,16 @@ Frozen pretrained timm backbones turn images into embeddings cached in HDF5; cla
 scikit-learn classifiers are grid-searched on the cache; a report compares them, and
 a pipeline file declares a whole comparison (``run_pipeline``, ``report``, ``demo``).
 
-The public verbs are re-exported here. Stage one (``extract``) imports torch; it is
-loaded only when first used, so stage two (``load_features``, ``fit``, ``pca``) never
-imports it.
+The public verbs are re-exported here, each imported when first used (PEP 562): ``import
+featx`` costs nothing, stage two (``load_features``, ``fit``, ``pca``) never imports torch,
+and only stage one (``extract``) does. Every verb takes its source, then a config of what
+changes the numbers, then keyword-only folders and policy::
+
+    featx.extract("cifar10", featx.ExtractConfig(backbone="resnet50"), device="cuda")
+    featx.fit("resnet50", featx.FitConfig(clf="logreg"), n_jobs=4)
+    featx.pca("resnet50", featx.PcaConfig(scale="l2"))
+
+The layout of the package is described in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -15,45 +22,49 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from featx._version import __version__
-from featx.cachefile import load_features
-from featx.errors import FeatxError
 
-# public name -> module that defines it; imported on first access (PEP 562). The
-# modules are named unlike the verbs (extraction, fitting, projection, reporting,
-# demo_run), so importing a module never replaces the function of the same name on
-# this package.
+# public name -> module that defines it. The subpackages are named unlike the verbs
+# (extraction, fitting, reporting, runner), so importing one never replaces a verb.
 _LAZY: dict[str, str] = {
-    "extract": "featx.extraction",
-    "ExtractConfig": "featx.extraction",
-    "list_datasets": "featx.datasets",
-    "fit": "featx.fitting",
-    "FitConfig": "featx.fitting",
-    "find_existing": "featx.fitting",
-    "pca": "featx.projection",
-    "list_classifiers": "featx.classifiers",
-    "load_record": "featx.records",
-    "load_model": "featx.records",
-    "iter_records": "featx.records",
-    "report": "featx.reporting",
-    "load_pipeline": "featx.pipeline",
-    "PipelineSpec": "featx.pipeline",
-    "run_pipeline": "featx.runner",
-    "demo": "featx.demo_run",
+    "FeatxError": "featx.core.errors",
+    "ConfigError": "featx.core.errors",
+    "load_features": "featx.cache.reader",
+    "extract": "featx.extraction.engine",
+    "ExtractConfig": "featx.extraction.config",
+    "list_datasets": "featx.extraction.datasets",
+    "fit": "featx.fitting.protocol",
+    "FitConfig": "featx.fitting.config",
+    "find_existing": "featx.fitting.protocol",
+    "pca": "featx.fitting.projection",
+    "PcaConfig": "featx.fitting.projection",
+    "list_classifiers": "featx.fitting.classifiers",
+    "load_record": "featx.fitting.records",
+    "load_model": "featx.fitting.records",
+    "iter_records": "featx.fitting.records",
+    "report": "featx.reporting.render",
+    "load_pipeline": "featx.runner.spec",
+    "PipelineSpec": "featx.runner.spec",
+    "run_pipeline": "featx.runner.pipeline",
+    "demo": "featx.runner.demo",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from featx.classifiers import list_classifiers
-    from featx.datasets import list_datasets
-    from featx.demo_run import demo
-    from featx.extraction import ExtractConfig, extract
-    from featx.fitting import FitConfig, find_existing, fit
-    from featx.pipeline import PipelineSpec, load_pipeline
-    from featx.projection import pca
-    from featx.records import iter_records, load_model, load_record
-    from featx.reporting import report
-    from featx.runner import run_pipeline
+    from featx.cache.reader import load_features
+    from featx.core.errors import ConfigError, FeatxError
+    from featx.extraction.config import ExtractConfig
+    from featx.extraction.datasets import list_datasets
+    from featx.extraction.engine import extract
+    from featx.fitting.classifiers import list_classifiers
+    from featx.fitting.config import FitConfig
+    from featx.fitting.projection import PcaConfig, pca
+    from featx.fitting.protocol import find_existing, fit
+    from featx.fitting.records import iter_records, load_model, load_record
+    from featx.reporting.render import report
+    from featx.runner.demo import demo
+    from featx.runner.pipeline import run_pipeline
+    from featx.runner.spec import PipelineSpec, load_pipeline
 
-__all__ = ["FeatxError", "__version__", "load_features", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

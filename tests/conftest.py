@@ -53,7 +53,7 @@ def make_features(
 @pytest.fixture
 def feature_file(tmp_path: Path) -> Callable[..., Path]:
     """Factory: write a synthetic, complete cache file in the real layout and return its path."""
-    from featx.cachefile import write_features
+    from featx.cache import write_features
 
     def factory(name: str = "synthetic", key: str = "0123456789abcdef", dataset: str = "synthetic", **kwargs: object) -> Path:
         arrays = make_features(**kwargs)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import featx
-from featx.cachefile import write_features
+from featx.cache import write_features
 from tests.conftest import make_features
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer"]

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from featx.backbones import (
+from featx.core.errors import ConfigError, UnknownNameError, WeightsError
+from featx.extraction.backbones import (
     CLASSIC_BACKBONES,
     create_backbone,
     resolve_backbone,
     resolve_data_config,
     resolve_weights,
 )
-from featx.dataconfig import DataConfig
-from featx.errors import ConfigError, UnknownNameError, WeightsError
+from featx.extraction.dataconfig import DataConfig
 from tests.fakes import fake_hub_cache
 
 TINY = "test_resnet"
@@ -189,7 +189,7 @@ def test_fixed_size_models_are_built_for_the_requested_size() -> None:
 
 @pytest.mark.parametrize("name", ["test_resnet", "test_vit"])
 def test_folding_batchnorm_keeps_the_features(name: str, probe: torch.Tensor) -> None:
-    from featx.backbones import fold_batchnorm
+    from featx.extraction.backbones import fold_batchnorm
 
     backbone = resolve_backbone(name)
     size = (64, 64) if name == "test_resnet" else (160, 160)

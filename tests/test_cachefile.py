@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from featx.cachefile import (
+from featx.cache import (
     FORMAT_VERSION,
     CacheWriter,
     SplitPlan,
@@ -32,7 +32,7 @@ from featx.cachefile import (
     write_features,
 )
 from featx.cli import main
-from featx.errors import CacheBusyError, CacheError
+from featx.core.errors import CacheBusyError, CacheError
 from tests.conftest import make_features
 
 ROOT_ATTRS = {"key": "feedfacecafebeef", "dataset": "synthetic", "backbone": "tiny", "class_names": json.dumps(["a", "b", "c"])}
@@ -124,7 +124,7 @@ KILLED_WRITER = textwrap.dedent(
     """
     import json, os, signal, sys
     import numpy as np
-    from featx.cachefile import CacheWriter, SplitPlan
+    from featx.cache import CacheWriter, SplitPlan
     final, rows_before_kill = sys.argv[1], int(sys.argv[2])
     x = np.arange(200 * 6, dtype=np.float32).reshape(200, 6)
     y = np.arange(200) % 3
@@ -202,7 +202,7 @@ def test_verify_detects_a_flipped_byte(feature_file) -> None:
 def test_entry_lock_is_exclusive(tmp_path: Path) -> None:
     final = tmp_path / "x__feedfacecafebeef.h5"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from featx.cachefile import entry_lock; from pathlib import Path; import time\nwith entry_lock(Path({str(final)!r})):\n    print('held', flush=True); time.sleep(30)"],
+        [sys.executable, "-c", f"from featx.cache import entry_lock; from pathlib import Path; import time\nwith entry_lock(Path({str(final)!r})):\n    print('held', flush=True); time.sleep(30)"],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         stdout=subprocess.PIPE,
         text=True,

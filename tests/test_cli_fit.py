@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from featx import cachefile
+from featx import cache as cachefile
 from featx.cli import main
 from featx.cli.options import SCALES
-from featx.classifiers import Scale
+from featx.fitting.classifiers import Scale
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -207,9 +207,9 @@ def test_a_new_classifier_is_one_registry_entry(cached: Path, monkeypatch: pytes
     """Register a ridge classifier (no dedicated searcher, no CLI change) and sweep it with --grid."""
     from sklearn.linear_model import RidgeClassifier
 
-    from featx import classifiers
-    from featx.grids import ValueRule
-    from featx.search import search_each
+    from featx.fitting import classifiers
+    from featx.fitting.grids import ValueRule
+    from featx.fitting.search import search_each
 
     ridge = classifiers.ClassifierSpec(
         name="ridge",

@@ -25,13 +25,14 @@ pytest.importorskip("distributed")
 from distributed import Client, LocalCluster, get_task_stream  # noqa: E402
 
 import featx  # noqa: E402
-from featx import cachefile, cluster  # noqa: E402
+from featx import cache as cachefile
+from featx.cache.shards import ShardSpec  # noqa: E402
 from featx.cli import main  # noqa: E402
-from featx.errors import ConfigError, DatasetError, SchedulerError  # noqa: E402
-from featx.extraction import ExtractConfig, plan_extraction  # noqa: E402
-from featx.fitting import FitConfig  # noqa: E402
-from featx.records import RunRecord, iter_records, load_model  # noqa: E402
-from featx.shards import ShardSpec  # noqa: E402
+from featx.cluster import executor as cluster  # noqa: E402
+from featx.core.errors import ConfigError, DatasetError, SchedulerError  # noqa: E402
+from featx.extraction.engine import ExtractConfig, plan_extraction  # noqa: E402
+from featx.fitting.protocol import FitConfig  # noqa: E402
+from featx.fitting.records import RunRecord, iter_records, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "tcp://127.0.0.1:"
@@ -221,7 +222,7 @@ def test_sharded_extraction_equals_the_unsharded_one(client: Client, digits_refe
     stamps = [f.stat().st_mtime_ns for f in info.shard_files]
     assert cluster.extract_on_cluster(client, config, shards=3) == path  # a cache hit: no shard recomputed
     assert [f.stat().st_mtime_ns for f in info.shard_files] == stamps
-    monkeypatch.setattr("featx.backbones.create_backbone", lambda *a, **k: pytest.fail("built a model on a cache hit"))
+    monkeypatch.setattr("featx.extraction.backbones.create_backbone", lambda *a, **k: pytest.fail("built a model on a cache hit"))
     assert featx.extract(config) == path  # and so is a plain extract here
 
 
@@ -302,8 +303,8 @@ def test_run_on_the_cluster_equals_the_serial_run(client: Client, tmp_path: Path
     """Every task of a pipeline on the cluster (both backbones at once, fits as fold
     tasks, extractions as shard tasks): the same outcomes, records and report as serially;
     a rerun on the cluster computes nothing."""
-    from featx.pipeline import load_pipeline
-    from featx.runner import run_pipeline
+    from featx.runner.pipeline import run_pipeline
+    from featx.runner.spec import load_pipeline
 
     pipeline = tmp_path / "tiny.yaml"
     pipeline.write_text(textwrap.dedent(PIPELINE))

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featx.datasets import DATASETS, dataset_name, list_datasets, load_dataset
-from featx.datasets import cifar, idx
-from featx.datasets.base import balanced_subset, stratified_split
-from featx.datasets.download import Resource
-from featx.errors import DatasetError, UnknownNameError
+from featx.core.errors import DatasetError, UnknownNameError
+from featx.extraction.datasets import DATASETS, cifar, dataset_name, idx, list_datasets, load_dataset
+from featx.extraction.datasets.base import balanced_subset, stratified_split
+from featx.extraction.datasets.download import Resource
 from tests.fakes import CIFAR10_NAMES, cifar_images, idx_bytes, tar_folder, write_cifar10, write_cifar100, write_idx_set, write_image, write_image_folder
 
 
@@ -327,6 +326,6 @@ def test_stratified_split_keeps_every_class_on_both_sides() -> None:
 def test_loading_data_sets_never_imports_torch() -> None:
     import subprocess
 
-    code = "import sys; from featx.datasets import load_dataset; load_dataset('digits'); print('torch' in sys.modules)"
+    code = "import sys; from featx.extraction.datasets import load_dataset; load_dataset('digits'); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert result.stdout.strip() == "False"

@@ -11,10 +11,10 @@ import timm
 from click.testing import CliRunner
 
 import featx
-from featx.backbones import pretrained_cached, resolve_backbone
 from featx.cli import main
-from featx.demo_run import DEMO_PIPELINE, choose_weights
-from featx.pipeline import load_pipeline
+from featx.extraction.backbones import pretrained_cached, resolve_backbone
+from featx.runner.demo import DEMO_PIPELINE, choose_weights
+from featx.runner.spec import load_pipeline
 from tests.fakes import fake_hub_cache
 
 TINY_DEMO = """

@@ -18,13 +18,13 @@ import torch
 from click.testing import CliRunner
 
 import featx
-from featx import extraction
-from featx.backbones import create_backbone
-from featx.cachefile import partial_path, verify_file
+from featx.cache import partial_path, verify_file
 from featx.cli import main
-from featx.errors import ConfigError, ImageReadError, UnknownNameError
-from featx.extraction import ExtractConfig, plan_extraction
-from featx.preprocess import DevicePreprocess
+from featx.core.errors import ConfigError, ImageReadError, UnknownNameError
+from featx.extraction import engine as extraction
+from featx.extraction.backbones import create_backbone
+from featx.extraction.engine import ExtractConfig, plan_extraction
+from featx.extraction.preprocess import DevicePreprocess
 from tests.fakes import cosines, fake_hub_cache, write_image, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,17 +41,17 @@ def cache_files() -> list[Path]:
 
 @pytest.fixture
 def count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every model build that goes through featx.backbones.create_backbone."""
-    import featx.backbones
+    """Record every model build that goes through featx.extraction.backbones.create_backbone."""
+    import featx.extraction.backbones
 
     calls: list[str] = []
-    original = featx.backbones.create_backbone
+    original = featx.extraction.backbones.create_backbone
 
     def counting(backbone, weights, **kwargs):
         calls.append(backbone.name)
         return original(backbone, weights, **kwargs)
 
-    monkeypatch.setattr(featx.backbones, "create_backbone", counting)
+    monkeypatch.setattr(featx.extraction.backbones, "create_backbone", counting)
     return calls
 
 
@@ -198,17 +198,17 @@ def test_ctrl_c_keeps_the_written_chunks_and_the_next_run_resumes(monkeypatch: p
 KILLED_EXTRACT = textwrap.dedent(
     """
     import os, signal, sys
-    import featx, featx.cachefile, featx.console
-    featx.console.setup_logging(0)
+    import featx, featx.cache, featx.core.console
+    featx.core.console.setup_logging(0)
     kill_after = int(sys.argv[1])
-    original = featx.cachefile.CacheWriter.write_rows
+    original = featx.cache.CacheWriter.write_rows
     calls = []
     def write_rows(self, *args, **kwargs):
         original(self, *args, **kwargs)
         calls.append(1)
         if len(calls) == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
-    featx.cachefile.CacheWriter.write_rows = write_rows
+    featx.cache.CacheWriter.write_rows = write_rows
     print(featx.extract("test_resnet", weights="random", image_size=32, dataset="digits", limit=40, batch_size=16))
     """
 )

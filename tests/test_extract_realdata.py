@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import featx
-from featx.backbones import create_backbone, resolve_backbone, resolve_data_config, resolve_weights
-from featx.batches import iter_batches
-from featx.datasets import load_dataset
-from featx.extraction import extract_features
-from featx.preprocess import DevicePreprocess
+from featx.extraction.backbones import create_backbone, resolve_backbone, resolve_data_config, resolve_weights
+from featx.extraction.batches import iter_batches
+from featx.extraction.datasets import load_dataset
+from featx.extraction.engine import extract_features
+from featx.extraction.preprocess import DevicePreprocess
 from tests.fakes import cosines
 
 pytestmark = pytest.mark.realdata

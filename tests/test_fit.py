@@ -16,12 +16,12 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 import featx
-from featx import cachefile
-from featx.classifiers import build_pipeline, get_classifier
-from featx.errors import CacheError, ConfigError, FitError, ReportError, UnknownNameError
-from featx.fitting import FitConfig, find_existing, plan_run
-from featx.records import RunRecord, iter_records, load_model, load_record
-from featx.search import cross_validate_grid, grid_points, stratified_folds, transform_fold
+from featx import cache as cachefile
+from featx.core.errors import CacheError, ConfigError, FitError, ReportError, UnknownNameError
+from featx.fitting.classifiers import build_pipeline, get_classifier
+from featx.fitting.protocol import FitConfig, find_existing, plan_run
+from featx.fitting.records import RunRecord, iter_records, load_model, load_record
+from featx.fitting.search import cross_validate_grid, grid_points, stratified_folds, transform_fold
 from tests.conftest import make_features
 
 FAST = {"n_jobs": 1, "cv": 3}
@@ -143,7 +143,7 @@ def test_skip_existing_reuses_an_up_to_date_record(overlapping: Path, monkeypatc
     def no_search(*args: object, **kwargs: object) -> None:
         raise AssertionError("searched again")
 
-    monkeypatch.setattr("featx.fitting.cross_validate_grid", no_search)
+    monkeypatch.setattr("featx.fitting.protocol.cross_validate_grid", no_search)
     assert featx.fit(overlapping, config, skip_existing=True) == first
     first.model_path().unlink()  # a record without its model is not up to date
     with pytest.raises(AssertionError, match="searched again"):
@@ -158,7 +158,7 @@ def test_features_are_read_once(overlapping: Path, monkeypatch: pytest.MonkeyPat
         calls.append(split)
         return original(path, split)
 
-    monkeypatch.setattr(cachefile, "read_split", counting)
+    monkeypatch.setattr("featx.fitting.protocol.read_split", counting)  # where stage two looks it up
     featx.fit(overlapping, clf="knn", grid={"n_neighbors": [1, 3]}, **FAST)
     assert sorted(calls) == ["test", "train"]
 
@@ -312,8 +312,8 @@ def test_an_empty_test_split(tmp_path: Path) -> None:
 
 
 def test_api_surface() -> None:
-    import featx.fitting  # noqa: F401  (importing the module must not shadow the verb)
-    import featx.projection  # noqa: F401
+    import featx.fitting.projection  # noqa: F401
+    import featx.fitting.protocol  # noqa: F401  (importing the module must not shadow the verb)
 
     assert callable(featx.fit) and callable(featx.pca)
     assert featx.list_classifiers() == ["knn", "linearsvc", "logreg"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from featx.dataconfig import CROP_MODES, DataConfig, plan_geometry
+from featx.extraction.dataconfig import CROP_MODES, DataConfig, plan_geometry
 from tests.test_preprocess import IMAGENET, reference
 
 hypothesis = pytest.importorskip("hypothesis")

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from featx.errors import ConfigError
-from featx.grids import (
+from featx.core.errors import ConfigError
+from featx.fitting.grids import (
     ValueRule,
     format_point,
     format_short,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.svm import LinearSVC
 
-from featx import l2svm
+from featx.fitting.solvers import l2svm
 from tests.conftest import make_features
 
 

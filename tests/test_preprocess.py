@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from featx.dataconfig import CROP_MODES, DataConfig, parse_triple, shrinks
-from featx.errors import ConfigError
-from featx.preprocess import DevicePreprocess
+from featx.core.errors import ConfigError
+from featx.extraction.dataconfig import CROP_MODES, DataConfig, parse_triple, shrinks
+from featx.extraction.preprocess import DevicePreprocess
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

@@ -17,8 +17,8 @@ from PIL import Image
 
 import featx
 from featx.cli import main
-from featx.errors import ReportError
-from featx.reporting import classifier_label, extract_command, fit_command, weights_kind, weights_text
+from featx.core.errors import ReportError
+from featx.reporting.render import classifier_label, extract_command, fit_command, weights_kind, weights_text
 from tests.reportdata import PRETRAINED, RANDOM, features, fit_all, two_backbones
 
 
@@ -176,8 +176,8 @@ def test_reproducing_commands() -> None:
 
 
 def test_a_logspace_grid_reads_short_and_its_command_reproduces_the_run() -> None:
-    from featx.fitting import FitConfig
-    from featx.records import run_key
+    from featx.fitting.protocol import FitConfig
+    from featx.fitting.records import run_key
 
     path = features("resnet50", "eeeeeeeeeeeeeeee", weights=PRETRAINED)
     record = featx.fit(path, clf="logreg", grid={"C": "logspace:-3:1:9"}, cv=3, n_jobs=1, dataset=None)

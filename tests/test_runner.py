@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 import featx
 from featx.cli import main
-from featx.pipeline import PipelineSpec, load_pipeline
-from featx.runner import Outcome, TaskGraph, execute_serial, plan_pipeline, run_pipeline, run_task
+from featx.runner.pipeline import Outcome, TaskGraph, execute_serial, plan_pipeline, run_pipeline, run_task
+from featx.runner.spec import PipelineSpec, load_pipeline
 
 TINY = """
 name: tiny
@@ -93,13 +93,13 @@ def test_a_rerun_builds_no_model_and_fits_nothing(spec: PipelineSpec, monkeypatc
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished pipeline must not redo this")
 
-    import featx.backbones
-    import featx.fitting
-    import featx.projection
+    import featx.extraction.backbones
+    import featx.fitting.projection
+    import featx.fitting.protocol
 
-    monkeypatch.setattr(featx.backbones, "create_backbone", forbidden)
-    monkeypatch.setattr(featx.fitting, "_cross_validate", forbidden)
-    monkeypatch.setattr(featx.projection, "_scatter_png", forbidden)
+    monkeypatch.setattr(featx.extraction.backbones, "create_backbone", forbidden)
+    monkeypatch.setattr(featx.fitting.protocol, "_cross_validate", forbidden)
+    monkeypatch.setattr(featx.fitting.projection, "_scatter_png", forbidden)
     again = run_pipeline(spec)
     assert again.ok and again.counts() == {"extract": {"cached": 2}, "fit": {"cached": 4}, "pca": {"cached": 2}}
     assert [r.run_key for r in again.records] == [r.run_key for r in first.records]
@@ -209,10 +209,10 @@ def test_cli_run_with_a_failed_task_exits_2_after_the_report(tiny: Path) -> None
 
 
 def test_the_facade_exports_the_new_verbs_as_functions() -> None:
-    import featx.demo_run
-    import featx.reporting
-    import featx.runner
+    import featx.reporting.render
+    import featx.runner.demo
+    import featx.runner.pipeline
 
     assert {"report", "run_pipeline", "load_pipeline", "PipelineSpec", "demo"} <= set(dir(featx))
-    assert featx.report is featx.reporting.report and featx.demo is featx.demo_run.demo  # functions, not modules
+    assert featx.report is featx.reporting.render.report and featx.demo is featx.runner.demo.demo  # functions, not modules
     assert featx.run_pipeline is run_pipeline and featx.load_pipeline is load_pipeline

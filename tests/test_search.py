@@ -13,8 +13,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from featx.classifiers import build_pipeline, get_classifier
-from featx.search import (
+from featx.fitting.classifiers import build_pipeline, get_classifier
+from featx.fitting.search import (
     best_index,
     cross_validate_grid,
     grid_points,
@@ -99,7 +99,7 @@ def test_linearsvc_points_outside_the_fast_objective_fall_back_to_liblinear() ->
 
 
 def test_linearsvc_with_fewer_rows_than_features_uses_liblinear(monkeypatch: pytest.MonkeyPatch) -> None:
-    from featx import l2svm
+    from featx.fitting.solvers import l2svm
 
     arrays = make_features(n_train=60, n_test=10, dim=80, n_classes=3, separation=0.3, seed=2)
     X, y = arrays["train"]

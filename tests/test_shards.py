@@ -16,12 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import featx
-from featx import cachefile
-from featx.cachefile import load_features, open_features, read_info, verify_file, write_features
+from featx import cache as cachefile
+from featx.cache import load_features, open_features, read_info, verify_file, write_features
+from featx.cache.shards import ShardSpec, shard_bounds, stitch, stitch_entry
 from featx.cli import main
-from featx.errors import CacheError, ConfigError
-from featx.extraction import ExtractConfig, extract_shard, plan_extraction
-from featx.shards import ShardSpec, shard_bounds, stitch, stitch_entry
+from featx.core.errors import CacheError, ConfigError
+from featx.extraction.engine import ExtractConfig, extract_shard, plan_extraction
 from tests.conftest import make_features
 
 KEY = "5ba4d5ba4d5ba4d0"
@@ -190,7 +190,7 @@ def test_shard_array_through_the_cli_equals_the_unsharded_extraction(monkeypatch
     assert f'"key": "{entry.stem.rsplit("__", 1)[-1]}"' in fitted.output
 
     # a plain extract with the same options is a cache hit on the stitched entry
-    monkeypatch.setattr("featx.backbones.create_backbone", lambda *a, **k: pytest.fail("built a model on a cache hit"))
+    monkeypatch.setattr("featx.extraction.backbones.create_backbone", lambda *a, **k: pytest.fail("built a model on a cache hit"))
     assert featx.extract("test_resnet", **TINY) == entry
     entry.unlink()  # the stitched file lost: `featx cache stitch` rebuilds it from the shards
     restitched = runner.invoke(main, ["cache", "stitch", entry.stem.rsplit("__", 1)[-1][:8]])

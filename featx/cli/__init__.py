@@ -2,7 +2,7 @@
 
 Each command lives in its own module and is imported only when it runs (or when help
 lists it), so ``featx fit`` never pays for importing torch. Library errors
-(:class:`featx.errors.FeatxError`) become one line on stderr and exit status 2;
+(:class:`featx.core.errors.FeatxError`) become one line on stderr and exit status 2;
 ``--debug`` shows the traceback instead.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from featx._version import __version__
-from featx.console import setup_logging
-from featx.errors import FeatxError
+from featx.core.console import setup_logging
+from featx.core.errors import FeatxError
 
 # command name -> "module:attribute"; modules import the heavy library parts lazily.
 COMMANDS: dict[str, str] = {

@@ -10,8 +10,8 @@ import click
 from featx.cli.options import cache_dir_option
 
 if TYPE_CHECKING:
-    from featx.cachefile import CacheInfo
-    from featx.shards import ShardSet
+    from featx.cache import CacheInfo
+    from featx.cache.shards import ShardSet
 
 
 @click.group()
@@ -39,9 +39,9 @@ def ls(cache_dir: str | None, as_json: bool) -> None:
     Example:
       featx cache ls
     """
-    from featx.cachefile import list_entries
-    from featx.console import format_table, human_bytes
-    from featx.shards import unfinished_shard_sets
+    from featx.cache import list_entries
+    from featx.cache.shards import unfinished_shard_sets
+    from featx.core.console import format_table, human_bytes
 
     summaries = [_entry_summary(info) for info in list_entries(cache_dir)]
     summaries += [_shard_set_summary(shard_set) for shard_set in unfinished_shard_sets(cache_dir)]
@@ -88,8 +88,8 @@ def _entry_summary(info: CacheInfo) -> dict[str, Any]:
 def _trustworthy(info: CacheInfo) -> bool:
     """Whether a complete-looking entry passes the checks made when it is opened (format
     version, shapes, shard files), without reading its features."""
-    from featx.cachefile import open_features
-    from featx.errors import CacheError
+    from featx.cache import open_features
+    from featx.core.errors import CacheError
 
     try:
         open_features(info.path, splits=tuple(info.splits))
@@ -122,7 +122,7 @@ def info(key: str, cache_dir: str | None) -> None:
     Example:
       featx cache info 3f2a9c
     """
-    from featx.cachefile import find_entry, read_info
+    from featx.cache import find_entry, read_info
 
     entry = read_info(find_entry(key, cache_dir))
     click.echo(f"path: {entry.path}")
@@ -145,7 +145,7 @@ def rm(keys: tuple[str, ...], cache_dir: str | None) -> None:
     Example:
       featx cache rm 3f2a9c
     """
-    from featx.cachefile import remove_entry
+    from featx.cache import remove_entry
 
     for key in keys:
         for path in remove_entry(key, cache_dir):
@@ -168,7 +168,7 @@ def stitch(key: str, count: int | None, force: bool, cache_dir: str | None) -> N
       sbatch --array=0-7 --wrap 'featx extract --backbone resnet50 --shard $SLURM_ARRAY_TASK_ID/8'
       featx cache stitch 3f2a9c
     """
-    from featx.shards import stitch_entry
+    from featx.cache.shards import stitch_entry
 
     click.echo(str(stitch_entry(key, count=count, cache_dir=cache_dir, force=force)))
 
@@ -186,8 +186,8 @@ def verify(keys: tuple[str, ...], cache_dir: str | None) -> None:
     Example:
       featx cache verify
     """
-    from featx.cachefile import find_entry, list_entries, verify_file
-    from featx.errors import CacheError
+    from featx.cache import find_entry, list_entries, verify_file
+    from featx.core.errors import CacheError
 
     targets = [find_entry(k, cache_dir) for k in keys] if keys else [e.path for e in list_entries(cache_dir) if not e.partial]
     bad = 0

@@ -28,8 +28,8 @@ def demo(weights: str, pipeline: str | None, cache_dir: str | None, reports_dir:
     Example:
       featx demo
     """
-    from featx.demo_run import demo as run_demo
-    from featx.errors import FeatxError
+    from featx.core.errors import FeatxError
+    from featx.runner.demo import demo as run_demo
 
     if weights != "pretrained":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read when huggingface_hub is imported: nothing here may reach the network

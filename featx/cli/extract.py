@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import cache_dir_option, scheduler_option, shards_option
-from featx.dataconfig import CROP_MODES, INTERPOLATIONS
-from featx.extraction import PRECISIONS
+from featx.extraction.dataconfig import CROP_MODES, INTERPOLATIONS
+from featx.extraction.engine import PRECISIONS
 
 
 @click.command()
@@ -59,10 +59,11 @@ def extract(scheduler: str | None, shards: int | None, shard: str | None, **opti
       featx extract --backbone vit_large_patch14_dinov2 --dataset imagefolder:/data/big --scheduler tcp://head:8786 --shards 8
       featx extract --backbone resnet50 --shard $SLURM_ARRAY_TASK_ID/8      # one shard per array job (--array=0-7)
     """
-    from featx.cluster import connect, extract_on_cluster, scheduler_address
-    from featx.errors import ConfigError
-    from featx.extraction import ExtractConfig, extract as run_extract, extract_shard
-    from featx.shards import ShardSpec
+    from featx.cache.shards import ShardSpec
+    from featx.cluster.executor import connect, extract_on_cluster, scheduler_address
+    from featx.core.errors import ConfigError
+    from featx.extraction.engine import ExtractConfig, extract_shard
+    from featx.extraction.engine import extract as run_extract
 
     options["download"] = not options.pop("no_download")
     config = ExtractConfig.from_mapping(options)

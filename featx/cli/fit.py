@@ -10,8 +10,8 @@ import click
 from featx.cli.options import cache_dir_option, features_dataset_option, features_option, reports_dir_option, scale_option, scheduler_option
 
 if TYPE_CHECKING:
-    from featx.classifiers import ClassifierSpec
-    from featx.records import RunRecord
+    from featx.fitting.classifiers import ClassifierSpec
+    from featx.fitting.records import RunRecord
 
 #: grid options of the command line -> the click parameter that holds each
 GRID_OPTIONS = {"--C-grid": "c_grid", "--k-grid": "k_grid", "--weights": "weights", "--metric": "metric"}
@@ -21,7 +21,7 @@ class FitCommand(click.Command):
     """Lists the registered classifiers and their default grids at the end of ``--help``."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from featx.classifiers import CLASSIFIERS
+        from featx.fitting.classifiers import CLASSIFIERS
 
         with formatter.section("Classifiers (--clf) and their default grids"):
             formatter.write_dl([(name, spec.describe().split(": ", 1)[1]) for name, spec in sorted(CLASSIFIERS.items())])
@@ -81,9 +81,10 @@ def fit(
       featx fit --features features/cifar10/vgg16__ab12cd.h5 --clf linearsvc --scale l2 --pca 256 --json
       featx fit --features resnet50 --clf linearsvc --scheduler tcp://head:8786     # folds on a Dask cluster
     """
-    from featx.classifiers import get_classifier
-    from featx.cluster import connect
-    from featx.fitting import FitConfig, fit as run_fit
+    from featx.cluster.executor import connect
+    from featx.fitting.classifiers import get_classifier
+    from featx.fitting.protocol import FitConfig
+    from featx.fitting.protocol import fit as run_fit
 
     spec = get_classifier(clf)
     given = {"--C-grid": c_grid, "--k-grid": k_grid, "--weights": weights, "--metric": metric}
@@ -103,7 +104,7 @@ def grid_from_options(spec: ClassifierSpec, given: dict[str, str], extra: tuple[
     Raises:
         ConfigError: an option the classifier has no parameter for, or a malformed ``--grid``.
     """
-    from featx.errors import ConfigError
+    from featx.core.errors import ConfigError
 
     by_option = {param.option: param.name for param in spec.grid}
     grid: dict[str, str] = {}
@@ -122,8 +123,8 @@ def grid_from_options(spec: ClassifierSpec, given: dict[str, str], extra: tuple[
 
 def summary(record: RunRecord, reports_dir: str | None) -> str:
     """The human-readable result: CV score per grid point, the best, test scores, files."""
-    from featx.console import format_table
-    from featx.grids import format_point, format_value
+    from featx.core.console import format_table
+    from featx.fitting.grids import format_point, format_value
 
     names = list(record.grid)
     rows = []

@@ -38,7 +38,7 @@ features_dataset_option = click.option(
     help="Data set folder in the cache, where a backbone name in --features is looked up.",
 )
 
-#: the values of featx.classifiers.Scale (spelled out so that --help needs no scikit-learn)
+#: the values of featx.fitting.classifiers.Scale (spelled out so that --help needs no scikit-learn)
 SCALES = ("standard", "l2", "none")
 
 scale_option = click.option(

@@ -26,7 +26,7 @@ def pca(features: str, scale: str, per_class: int, seed: int, skip_existing: boo
     Example:
       featx pca --features resnet50
     """
-    from featx.projection import pca as run_pca
+    from featx.fitting.projection import pca as run_pca
 
     result = run_pca(features, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, scale=scale, per_class=per_class, seed=seed,
                      skip_existing=skip_existing)

@@ -27,7 +27,7 @@ def report(ctx: click.Context, out: str | None, no_pca: bool, reports_dir: str |
       featx report
       featx report --reports-dir runs-2026 --out /tmp/comparison.html
     """
-    from featx.reporting import report as write_report
+    from featx.reporting.render import report as write_report
 
     files = write_report(reports_dir, out=out, pca=not no_pca, command=command_line(ctx))
     click.echo(f"{files.n_runs} run(s) in {files.n_tables} table(s)" + ("; RANDOM WEIGHTS flagged on the page" if files.random_weights else ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import cache_dir_option, command_line, reports_dir_option, scheduler_option, shards_option
-from featx.extraction import PRECISIONS
+from featx.extraction.engine import PRECISIONS
 
 
 @click.command()
@@ -73,10 +73,10 @@ def run(
       featx run pipelines/cifar10-modern.yaml --device cuda --backbone vit_small_patch14_dinov2.lvd142m
       featx run pipelines/cifar10-classic.yaml --scheduler tcp://head:8786 --shards 4
     """
-    from featx.cluster import connect, pipeline_executor, scheduler_address
-    from featx.errors import ConfigError, FeatxError
-    from featx.pipeline import load_pipeline
-    from featx.runner import describe_graph, execute_serial, plan_pipeline, run_pipeline
+    from featx.cluster.executor import connect, pipeline_executor, scheduler_address
+    from featx.core.errors import ConfigError, FeatxError
+    from featx.runner.pipeline import describe_graph, execute_serial, plan_pipeline, run_pipeline
+    from featx.runner.spec import load_pipeline
 
     scheduler = scheduler_address(scheduler)
     if shards is not None and scheduler is None:

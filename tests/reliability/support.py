@@ -1,6 +1,6 @@
 """Helpers of the reliability suite: the real ``featx`` command in a subprocess (always
 with a timeout, so that a hang fails the test instead of blocking it), the one-line error
-contract, and processes paused and resumed at fault points (:mod:`featx.faults`)."""
+contract, and processes paused and resumed at fault points (:mod:`featx.core.faults`)."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def processes() -> Iterator[list[Running]]:
 
 def assert_same_features(path: Path, reference: Path) -> None:
     """Both splits of ``path`` equal ``reference``'s exactly."""
-    from featx.cachefile import load_features
+    from featx.cache import load_features
 
     for split in ("train", "test"):
         x, y, _ = load_features(path, split)

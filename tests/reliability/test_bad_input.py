@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featx.cachefile import write_features
+from featx.cache import write_features
 from tests.conftest import make_features
 from tests.fakes import write_image, write_image_folder
-from tests.reliability.support import assert_one_line_error, featx as run_featx
+from tests.reliability.support import assert_one_line_error
+from tests.reliability.support import featx as run_featx
 
 EXTRACT = ["extract", "-b", "test_resnet", "--weights", "random", "--image-size", "32", "--batch-size", "8"]
 FIT = ["fit", "--cv", "2", "--n-jobs", "1"]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from featx.cachefile import verify_file
-from featx.records import iter_records, load_model
+from featx.cache import verify_file
+from featx.fitting.records import iter_records, load_model
 from tests.reliability.support import TINY_ARGS, Running, processes
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from featx.cachefile import FORMAT_VERSION, load_features
+from featx.cache import FORMAT_VERSION, load_features
 from featx.cli import main
-from featx.errors import CacheError
+from featx.core.errors import CacheError
 from tests.reliability.support import assert_one_line_error
 
 KEY = "0123456789abcdef"

@@ -2,7 +2,7 @@
 was there before (the cache entry, the run record and model, the report) untouched.
 
 A full disk is simulated deterministically: ``FEATX_FAULT=<point>:<n>:enospc`` makes the
-write at that point fail with ``ENOSPC`` (see :mod:`featx.faults`), and once for real,
+write at that point fail with ``ENOSPC`` (see :mod:`featx.core.faults`), and once for real,
 with a file size limit (``RLIMIT_FSIZE``) that makes the kernel refuse the write.
 """
 
@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner
 
 import featx
-from featx import faults
 from featx.cli import main
-from featx.records import iter_records, load_model
+from featx.core import faults
+from featx.fitting.records import iter_records, load_model
 from tests.reliability.support import TINY, TINY_ARGS, assert_one_line_error, featx_env
 
 

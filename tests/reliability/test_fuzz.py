@@ -11,9 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featx.errors import FeatxError
-from featx.grids import ValueRule, parse_float_grid, parse_int_grid
-from featx.pipeline import TOP_LEVEL_KEYS, load_pipeline, parse_pipeline
+from featx.core.errors import FeatxError
+from featx.fitting.grids import ValueRule, parse_float_grid, parse_int_grid
+from featx.runner.spec import TOP_LEVEL_KEYS, load_pipeline, parse_pipeline
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -81,7 +81,7 @@ def test_a_pipeline_file_loads_or_raises_a_featx_error(tmp_path: Path, text: str
 @given(st.one_of(st.text(max_size=20), st.sampled_from(["digits", "cifar10", "mnist", "fashion-mnist", "cifar100", "imagefolder"]).flatmap(
     lambda kind: st.text(alphabet="abc:/. ", max_size=8).map(lambda rest: kind + rest))))
 def test_a_dataset_spec_loads_or_raises_a_featx_error(tmp_path: Path, spec: str) -> None:
-    from featx.datasets import load_dataset, parse_spec
+    from featx.extraction.datasets import load_dataset, parse_spec
 
     try:
         kind, argument = parse_spec(spec)

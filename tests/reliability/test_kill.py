@@ -2,7 +2,7 @@
 stitch): no reader trusts what the killed process left, and the next run finishes with
 the features of an uninterrupted run, bit for bit.
 
-The kills are deterministic: ``FEATX_FAULT=<point>:<n>`` (see :mod:`featx.faults`) makes
+The kills are deterministic: ``FEATX_FAULT=<point>:<n>`` (see :mod:`featx.core.faults`) makes
 the real ``featx`` process SIGKILL itself the n-th time it reaches that point.
 """
 
@@ -17,11 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 import featx
-from featx.cachefile import partial_path, verify_file
+from featx.cache import partial_path, verify_file
+from featx.cache.shards import ShardSpec
 from featx.cli import main
-from featx.extraction import ExtractConfig, extract_shard, plan_extraction
-from featx.shards import ShardSpec
-from tests.reliability.support import TINY, TINY_ARGS, assert_one_line_error, assert_same_features, featx as run_featx
+from featx.extraction.engine import ExtractConfig, extract_shard, plan_extraction
+from tests.reliability.support import TINY, TINY_ARGS, assert_one_line_error, assert_same_features
+from tests.reliability.support import featx as run_featx
 
 #: (fault, what the killed process leaves): three batches of 16, 16 and 8 rows per split
 KILL_POINTS = {
@@ -94,7 +95,7 @@ def test_sigkill_while_stitching_shards_then_cache_stitch_completes(reference: P
 
 def test_fault_points_are_all_exercised() -> None:
     """Every fault point of featx is injected somewhere in this suite."""
-    from featx.faults import POINTS
+    from featx.core.faults import POINTS
 
     here = Path(__file__).parent
     used = " ".join(path.read_text() for path in here.glob("test_*.py"))

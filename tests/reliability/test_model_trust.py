@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import featx
-from featx.errors import ReportError
-from featx.records import file_sha256, load_model, load_record
+from featx.core.errors import ReportError
+from featx.fitting.records import file_sha256, load_model, load_record
 
 MARKER = "featx-pwned-marker"
 

@@ -1,0 +1,195 @@
+"""The classifier registry: what ``featx fit --clf NAME`` can fit, with default grids.
+
+Each entry is a frozen :class:`ClassifierSpec`: the scikit-learn estimator with its fixed
+parameters, the grid parameters users may sweep (with their default values and the
+command-line option that sets them), and the *searcher* that scores a whole grid on one
+cross-validation fold while sharing work (see :mod:`featx.fitting.search`). Adding a classifier
+is one entry here; a grid parameter without a dedicated option is set with
+``--grid NAME=SPEC``. For example, a ridge classifier::
+
+    "ridge": ClassifierSpec(
+        name="ridge",
+        summary="RidgeClassifier (least squares on +/-1 targets)",
+        make_estimator=lambda seed: RidgeClassifier(),
+        grid=(GridParam("alpha", "--grid alpha=", ValueRule("float", exclusive_minimum=0), (0.1, 1.0, 10.0), "regularisation"),),
+        searcher=search_each,
+    )
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.svm import LinearSVC
+
+from featx.core import registry
+from featx.core.errors import ConfigError
+from featx.fitting.grids import GridValue, ValueRule, format_values, normalize_values
+from featx.fitting.search import Searcher, search_each, search_knn, search_linearsvc_path
+
+
+class Scale(str, enum.Enum):
+    """How features are scaled before the estimator (fitted on the training rows only)."""
+
+    STANDARD = "standard"  #: zero mean, unit variance per feature (StandardScaler)
+    L2 = "l2"  #: each sample to unit Euclidean length (Normalizer)
+    NONE = "none"  #: as extracted
+
+
+@dataclass(frozen=True)
+class GridParam:
+    """One hyper-parameter users may sweep.
+
+    Attributes:
+        name: the estimator's parameter name (``C``, ``n_neighbors``, ...); also its key
+            in the grid, ``best_params`` and the run record.
+        option: the command-line option that sets it.
+        rule: what its values must be.
+        default: the values swept when the user gives none.
+        help: one line for ``--help``.
+    """
+
+    name: str
+    option: str
+    rule: ValueRule
+    default: tuple[GridValue, ...]
+    help: str
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """A registered classifier.
+
+    Attributes:
+        name: the ``--clf`` name.
+        summary: one line for ``--help``.
+        make_estimator: ``seed -> estimator`` with the fixed (non-grid) parameters.
+        grid: the sweepable parameters.
+        searcher: scores every grid point of one fold (shares work where it can).
+    """
+
+    name: str
+    summary: str
+    make_estimator: Callable[[int], BaseEstimator]
+    grid: tuple[GridParam, ...]
+    searcher: Searcher
+
+    def param(self, name: str) -> GridParam:
+        """The grid parameter called ``name``.
+
+        Raises:
+            UnknownNameError: not a grid parameter of this classifier.
+        """
+        return registry.lookup({p.name: p for p in self.grid}, name, kind=f"grid parameter of {self.name}")
+
+    def default_grid(self) -> dict[str, tuple[GridValue, ...]]:
+        """The grid swept when the user gives none."""
+        return {p.name: p.default for p in self.grid}
+
+    def resolve_grid(self, given: Mapping[str, str | Sequence[Any]] | None = None) -> dict[str, tuple[GridValue, ...]]:
+        """The full grid: the values given (spec strings or lists, checked) over the defaults.
+
+        Raises:
+            ConfigError: an unknown parameter or a bad value.
+        """
+        grid = self.default_grid()
+        for name, values in (given or {}).items():
+            param = self.param(name)
+            grid[name] = normalize_values(values, option=param.option, rule=param.rule)
+        return grid
+
+    def fixed_params(self, seed: int) -> dict[str, Any]:
+        """The estimator's parameters that no grid point changes (JSON-friendly)."""
+        swept = {p.name for p in self.grid}
+        return {k: v for k, v in sorted(self.make_estimator(seed).get_params().items()) if k not in swept}
+
+    def describe(self) -> str:
+        """``name: summary`` and the default grid, as ``--help`` lists it."""
+        grid = "; ".join(f"{p.option} {format_values(p.default)}" for p in self.grid)
+        return f"{self.name}: {self.summary} [defaults: {grid}]"
+
+
+def make_scaler(scale: Scale | str) -> Any:
+    """The scaling step for ``scale`` (``"passthrough"`` for none)."""
+    try:
+        kind = Scale(scale)
+    except ValueError:
+        raise ConfigError(f"unknown scaling {scale!r}; use one of {', '.join(s.value for s in Scale)}") from None
+    if kind is Scale.STANDARD:
+        return StandardScaler()
+    if kind is Scale.L2:
+        return Normalizer(norm="l2")
+    return "passthrough"
+
+
+def build_pipeline(spec: ClassifierSpec, *, scale: Scale | str, pca: int | None, seed: int, params: Mapping[str, Any] | None = None) -> Pipeline:
+    """The scikit-learn Pipeline of a run: scaling, optional PCA, the estimator.
+
+    Args:
+        spec: the classifier.
+        scale: scaling step.
+        pca: components to keep, or None for no PCA step.
+        seed: random state of PCA and the estimator.
+        params: estimator parameters to set (a grid point), e.g. ``{"C": 0.01}``.
+    """
+    steps: list[tuple[str, Any]] = [("scale", make_scaler(scale))]
+    if pca is not None:
+        steps.append(("pca", PCA(n_components=pca, random_state=seed)))
+    steps.append(("clf", spec.make_estimator(seed).set_params(**(params or {}))))
+    return Pipeline(steps)
+
+
+_C_RULE = ValueRule("float", exclusive_minimum=0.0)
+_C_HELP = "inverse regularisation strength C"
+_DEFAULT_C = (0.0001, 0.001, 0.01, 0.1, 1.0)
+
+CLASSIFIERS: dict[str, ClassifierSpec] = {
+    "linearsvc": ClassifierSpec(
+        name="linearsvc",
+        summary="LinearSVC, one-vs-rest squared hinge (exact float32 Newton search, liblinear refit)",
+        make_estimator=lambda seed: LinearSVC(dual="auto", max_iter=5000, random_state=seed),
+        grid=(GridParam("C", "--C-grid", _C_RULE, _DEFAULT_C, _C_HELP),),
+        searcher=search_linearsvc_path,
+    ),
+    "logreg": ClassifierSpec(
+        name="logreg",
+        summary="multinomial LogisticRegression, lbfgs",
+        make_estimator=lambda seed: LogisticRegression(max_iter=1000, random_state=seed),
+        grid=(GridParam("C", "--C-grid", _C_RULE, _DEFAULT_C, _C_HELP),),
+        searcher=search_each,
+    ),
+    "knn": ClassifierSpec(
+        name="knn",
+        summary="k-nearest neighbours (one neighbour search per fold serves every k)",
+        make_estimator=lambda seed: KNeighborsClassifier(),
+        grid=(
+            GridParam("n_neighbors", "--k-grid", ValueRule("int", minimum=1), (1, 3, 5, 7, 11, 15, 21, 31), "number of neighbours k"),
+            GridParam("weights", "--weights", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"),
+            GridParam("metric", "--metric", ValueRule("choice", choices=("euclidean", "cosine", "manhattan")), ("euclidean", "cosine"), "distance"),
+        ),
+        searcher=search_knn,
+    ),
+}
+
+
+def get_classifier(name: str) -> ClassifierSpec:
+    """The registered classifier ``name``.
+
+    Raises:
+        UnknownNameError: not registered (the message names the closest ones).
+    """
+    return registry.lookup(CLASSIFIERS, name, kind="classifier")
+
+
+def list_classifiers() -> list[str]:
+    """Registered classifier names, sorted."""
+    return sorted(CLASSIFIERS)

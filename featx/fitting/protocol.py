@@ -1,0 +1,504 @@
+"""``featx.fit``: grid-search a classifier on cached features, refit the best, score the test split.
+
+Protocol: stratified k-fold cross-validation (shuffled, seeded) on the train split only;
+the grid point with the best mean CV accuracy (the first one on ties, as GridSearchCV)
+is refit on the whole train split and scored once on the test split. The test split
+never takes part in the choice.
+
+The search is exact and fast (see :mod:`featx.fitting.search`); the refit uses the genuine
+scikit-learn estimator, so the saved Pipeline is the canonical one. Everything that can
+be wrong with the input is checked before any work or any write: a bad request raises a
+:class:`~featx.core.errors.FeatxError` and leaves nothing on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from featx._version import __version__
+from featx.cache.reader import CacheInfo, open_features, read_split, resolve_features
+from featx.core.console import progress
+from featx.core.errors import ConfigError, FitError
+from featx.core.hashing import jsonable
+from featx.fitting.classifiers import ClassifierSpec, Scale, build_pipeline, get_classifier
+from featx.fitting.grids import GridValue, format_point
+from featx.fitting.metrics import ClassificationScores, classification_scores, top_k_accuracy
+from featx.fitting.records import ClassScore, FeatureSource, GridPointScore, RunRecord, existing_record, run_key, run_stem, save_run, source_names
+from featx.fitting.search import best_index, collect_warnings, cross_validate_grid, grid_points, stratified_folds
+
+if TYPE_CHECKING:  # dask is imported only when a client is given
+    from distributed import Client, Future
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """What to fit: everything that changes the numbers, plus the worker count.
+
+    Attributes:
+        clf: classifier name (see :func:`featx.fitting.classifiers.list_classifiers`).
+        grid: parameter name -> values (a list, or a spec string such as
+            ``"logspace:-4:0:5"``); parameters not given take the classifier's
+            defaults. After construction: the full, checked grid.
+        cv: number of stratified folds (>= 2).
+        scale: ``standard``, ``l2`` or ``none``.
+        pca: keep this many principal components before the estimator, or None.
+        seed: seeds the folds, PCA and the estimator.
+        n_jobs: parallel fold workers (-1: all cores). Does not change the result.
+
+    Raises:
+        ConfigError: any invalid value (an unknown classifier names the close ones).
+    """
+
+    clf: str
+    grid: Mapping[str, str | Sequence[Any]] | None = None
+    cv: int = 5
+    scale: Scale | str = Scale.STANDARD
+    pca: int | None = None
+    seed: int = 0
+    n_jobs: int = -1
+    resolved_grid: dict[str, tuple[GridValue, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        spec = get_classifier(self.clf)
+        object.__setattr__(self, "resolved_grid", spec.resolve_grid(self.grid))
+        try:
+            object.__setattr__(self, "scale", Scale(self.scale))
+        except ValueError:
+            raise ConfigError(f"unknown --scale {self.scale!r}; use one of {', '.join(s.value for s in Scale)}") from None
+        _check_int("--cv", self.cv, minimum=2)
+        if self.pca is not None:
+            _check_int("--pca", self.pca, minimum=1)
+        _check_int("--seed", self.seed, minimum=0)
+        _check_int("--n-jobs", self.n_jobs, minimum=None)
+        if self.n_jobs == 0:
+            raise ConfigError("--n-jobs must not be 0; use a positive count or -1 for all cores")
+
+    @property
+    def spec(self) -> ClassifierSpec:
+        return get_classifier(self.clf)
+
+    def identity(self, features_key: str) -> dict[str, Any]:
+        """What the run key hashes: the features and everything that changes the numbers."""
+        return {
+            "features_key": features_key,
+            "clf": self.clf,
+            "estimator_params": self.spec.fixed_params(self.seed),
+            "grid": {name: list(values) for name, values in self.resolved_grid.items()},
+            "cv": self.cv,
+            "scale": Scale(self.scale).value,
+            "pca": self.pca,
+            "seed": self.seed,
+        }
+
+
+def _check_int(option: str, value: object, *, minimum: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{option} must be a whole number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{option} must be at least {minimum}, got {value}")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Where a run's files go, known before fitting (from the config and the file's attributes)."""
+
+    features_path: Path
+    info: CacheInfo
+    key: str
+    dataset: str
+    backbone: str
+    stem: str
+
+    @property
+    def record_file(self) -> str:
+        return self.stem + ".json"
+
+    @property
+    def model_file(self) -> str:
+        return self.stem + ".joblib"
+
+
+def plan_run(
+    features: str | os.PathLike[str],
+    config: FitConfig,
+    *,
+    dataset: str | None = "cifar10",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> RunPlan:
+    """Resolve the features and compute the run key and file names (reads attributes only).
+
+    Raises:
+        CacheError: the features file is missing, untrusted or of another format version.
+    """
+    path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
+    info = open_features(path, splits=("train", "test"))
+    key = run_key(config.identity(info.key))
+    data_set, backbone = source_names(info)
+    stem = run_stem(dataset=data_set, backbone=backbone, features_key=info.key, clf=config.clf, key=key)
+    return RunPlan(features_path=path, info=info, key=key, dataset=data_set, backbone=backbone, stem=stem)
+
+
+def find_existing(
+    features: str | os.PathLike[str],
+    config: FitConfig,
+    *,
+    dataset: str | None = "cifar10",
+    cache_dir: str | os.PathLike[str] | None = None,
+    reports_dir: str | os.PathLike[str] | None = None,
+) -> RunRecord | None:
+    """The up-to-date record of this exact run, if one was written before (no fitting).
+
+    Raises:
+        CacheError: the features cannot be resolved or trusted.
+    """
+    plan = plan_run(features, config, dataset=dataset, cache_dir=cache_dir)
+    return existing_record(plan.record_file, plan.key, reports_dir)
+
+
+def fit(
+    features: str | os.PathLike[str],
+    config: FitConfig | None = None,
+    *,
+    dataset: str | None = "cifar10",
+    cache_dir: str | os.PathLike[str] | None = None,
+    reports_dir: str | os.PathLike[str] | None = None,
+    skip_existing: bool = False,
+    save: bool = True,
+    client: Client | None = None,
+    **options: Any,
+) -> RunRecord:
+    """Grid-search a classifier on cached features; refit the best; score the test split.
+
+    Example::
+
+        record = featx.fit("resnet50", clf="logreg", grid={"C": "logspace:-4:2:13"}, cv=5)
+        record.test_accuracy, record.best_params
+
+    Args:
+        features: an .h5 path, or a backbone name resolved in the cache for ``dataset``.
+        config: a :class:`FitConfig`; or give its fields as keyword ``options``
+            (``clf=``, ``grid=``, ``cv=``, ``scale=``, ``pca=``, ``seed=``, ``n_jobs=``),
+            which also override a given config.
+        dataset: data set folder in the cache, for a backbone name.
+        cache_dir: cache root (default ``features/`` or ``FEATX_CACHE_DIR``).
+        reports_dir: reports root (default ``reports/`` or ``FEATX_REPORTS_DIR``).
+        skip_existing: return the record of an identical earlier run instead of fitting.
+        save: write the record and the model (``<reports>/runs/...``).
+        client: a ``distributed.Client`` (see :func:`featx.cluster.connect`): the folds
+            and the refit run as tasks on its cluster, and the features are scattered
+            to it once. The scores and the model are those of the local run.
+
+    Returns:
+        The :class:`~featx.fitting.records.RunRecord`; the fitted Pipeline is at
+        ``record.model_path(reports_dir)`` when saved.
+
+    Raises:
+        ConfigError: invalid options or grid.
+        CacheError: the features are missing, untrusted, or hold NaN/inf.
+        FitError: the data cannot support the request (a class with fewer samples than
+            folds, more neighbours or components than training rows, ...).
+    """
+    if config is None:
+        config = FitConfig(**options)
+    elif options:
+        config = replace(config, **options)
+    started = time.perf_counter()
+    plan = plan_run(features, config, dataset=dataset, cache_dir=cache_dir)
+    if skip_existing:
+        found = existing_record(plan.record_file, plan.key, reports_dir)
+        if found is not None:
+            log.info("up-to-date record exists: %s", found.path(reports_dir))
+            return found
+    data = _read(plan)
+    _check_data(config, data)
+    log.info(
+        "%s on %s: %d train / %d test rows, %d features, %d classes",
+        config.clf, plan.features_path.name, len(data.y), len(data.y_test), data.X.shape[1], len(data.class_names),
+    )
+    arrays = (data.X, data.y, data.X_test, data.y_test)
+    X, y, X_test, y_test = arrays if client is None else _share(client, arrays)
+    search = _cross_validate(config, data, X, y, client=client)
+    if client is None:
+        model, test = _refit_and_test(config, search.best_params, X, y, X_test, y_test, len(data.class_names))
+    else:  # one more task, on the features already there
+        from featx.cluster.executor import result_of, task_key
+
+        refit = client.submit(_refit_and_test, config, search.best_params, X, y, X_test, y_test, len(data.class_names),
+                              key=task_key(f"refit-{config.clf}"), pure=False)
+        model, test = result_of(refit)
+    log.info("test accuracy %.4f (refit %.1f s, predict %.2f s)", test.scores.accuracy, test.fit_seconds, test.predict_seconds)
+    for message in dict.fromkeys(search.warnings + test.warnings):
+        log.warning("%s", message)
+    record = _record(config, plan, data, search, test, model, total_seconds=time.perf_counter() - started, client=client)
+    if save:
+        record = save_run(record, model, reports_dir)
+        log.info("record: %s", record.path(reports_dir))
+    return record
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class _Data:
+    """Both splits of a feature file, read once."""
+
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Search:
+    """Cross-validation outcome: accuracy per grid point and fold."""
+
+    points: list[dict[str, Any]]
+    fold_scores: np.ndarray  # (n_points, n_folds)
+    seconds: float
+    warnings: list[str]
+
+    @property
+    def means(self) -> np.ndarray:
+        return np.average(self.fold_scores, axis=1)
+
+    @property
+    def stds(self) -> np.ndarray:
+        return np.sqrt(np.average((self.fold_scores - self.means[:, None]) ** 2, axis=1))
+
+    @property
+    def best(self) -> int:
+        return best_index(self.means)
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return self.points[self.best]
+
+
+@dataclass(frozen=True)
+class _Test:
+    """The refit model's scores on the test split."""
+
+    scores: ClassificationScores
+    top5: float | None
+    fit_seconds: float
+    predict_seconds: float
+    warnings: list[str]
+
+
+def _read(plan: RunPlan) -> _Data:
+    """Read both splits once (``plan_run`` checked that their widths agree); neither may be empty."""
+    start = time.perf_counter()
+    X, y = read_split(plan.features_path, "train")
+    X_test, y_test = read_split(plan.features_path, "test")
+    for name, labels in (("train", y), ("test", y_test)):
+        if len(labels) == 0:
+            raise FitError(f"{plan.features_path}: the {name} split is empty")
+    class_names = plan.info.class_names or [str(i) for i in range(int(max(y.max(), y_test.max())) + 1)]
+    return _Data(X, y, X_test, y_test, class_names, time.perf_counter() - start)
+
+
+def _share(client: Client, arrays: Sequence[np.ndarray]) -> list[Future]:
+    from featx.cluster.executor import share
+
+    start = time.perf_counter()
+    shared = share(client, *arrays)
+    log.info("features sent to the cluster once (%.0f MB, %.1f s)", sum(a.nbytes for a in arrays) / 1e6, time.perf_counter() - start)
+    return shared
+
+
+def _check_data(config: FitConfig, data: _Data) -> None:
+    """Refuse what cross-validation cannot do, before any work."""
+    counts = np.bincount(data.y, minlength=len(data.class_names))
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        raise FitError(f"the train split has {len(present)} class(es); a classifier needs at least 2")
+    smallest = present[np.argmin(counts[present])]
+    if counts[smallest] < config.cv:
+        hint = f"use --cv {counts[smallest]} or fewer" if counts[smallest] >= 2 else "add samples of it"
+        raise FitError(
+            f"class {data.class_names[smallest]!r} has {counts[smallest]} training samples, fewer than the {config.cv} CV folds; {hint}"
+        )
+    n_features = data.X.shape[1]
+    if config.pca is not None and config.pca > n_features:
+        raise FitError(f"--pca {config.pca} asks for more components than the {n_features} feature columns")
+
+
+def _check_fold_sizes(config: FitConfig, folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    smallest = min(len(train) for train, _ in folds)
+    if config.pca is not None and config.pca > smallest:
+        raise FitError(f"--pca {config.pca} asks for more components than the {smallest} training rows of a CV fold")
+    k_max = max(config.resolved_grid.get("n_neighbors", (0,)), default=0)
+    if int(k_max) > smallest:  # type: ignore[call-overload]
+        raise FitError(f"k={k_max} neighbours is more than the {smallest} training rows of a CV fold; lower --k-grid")
+
+
+def _cross_validate(config: FitConfig, data: _Data, X: np.ndarray | Future, y: np.ndarray | Future, *, client: Client | None) -> _Search:
+    """Cross-validate every grid point; ``X`` and ``y`` are ``data``'s arrays, or their
+    futures on ``client``'s cluster."""
+    from joblib import effective_n_jobs
+
+    folds = stratified_folds(data.y, config.cv, config.seed)
+    _check_fold_sizes(config, folds)
+    points = grid_points(config.resolved_grid)
+    pipeline = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed)
+    if client is None:
+        workers = max(1, min(effective_n_jobs(config.n_jobs), len(folds)))
+        log.info("searching %d grid point(s) x %d folds with %d worker(s)", len(points), len(folds), workers)
+    else:
+        log.info("searching %d grid point(s) x %d folds as Dask tasks", len(points), len(folds))
+    start = time.perf_counter()
+    with progress(total=len(folds), desc=f"{config.clf} cv", unit="fold") as bar:
+        try:
+            results = cross_validate_grid(pipeline, config.spec.searcher, X, y, points, folds, n_jobs=config.n_jobs,
+                                          on_fold=lambda _: bar.update(1), client=client)
+        except (ValueError, np.linalg.LinAlgError) as error:
+            raise FitError(f"{config.clf} failed during cross-validation: {error}") from error
+    search = _Search(
+        points=points,
+        fold_scores=np.stack([r.scores for r in results], axis=1),
+        seconds=time.perf_counter() - start,
+        warnings=[message for r in results for message in r.warnings],
+    )
+    best = search.best
+    log.info("best %s: CV accuracy %.4f +/- %.4f (search %.1f s)", format_point(search.best_params), search.means[best], search.stds[best], search.seconds)
+    return search
+
+
+def _refit_and_test(config: FitConfig, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+                    n_classes: int) -> tuple[Any, _Test]:
+    """Refit the chosen point on the whole train split with the genuine estimator; score the test split once.
+
+    Pure (arrays in, model and scores out), so that it can run as a Dask task.
+    """
+    model = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed, params=params)
+    # BLAS single-threaded, as in the folds: the products are skinny (n x d times d x
+    # classes) and OpenBLAS threads made lbfgs 3x slower on the machine this was measured on.
+    with collect_warnings() as messages, threadpool_limits(limits=1, user_api="blas"):
+        start = time.perf_counter()
+        model.fit(X, y)
+        fit_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        predicted = model.predict(X_test)
+        scores = _scores(model, X_test)
+        predict_seconds = time.perf_counter() - start
+    test = classification_scores(y_test, predicted, n_classes)
+    top5 = top_k_accuracy(y_test, scores, model.classes_) if scores is not None else None
+    return model, _Test(test, top5, fit_seconds, predict_seconds, messages)
+
+
+def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test: _Test, model: Any, *, total_seconds: float,
+            client: Client | None = None) -> RunRecord:
+    means, stds, ranks, scores = search.means, search.stds, _ranks(search.means), test.scores
+    return RunRecord(
+        run_key=plan.key,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        featx_version=__version__,
+        clf=config.clf,
+        estimator=type(model.steps[-1][1]).__name__,
+        estimator_params=jsonable(config.spec.fixed_params(config.seed)),
+        pipeline=[f"{name}: {step!r}" for name, step in model.steps],
+        features=_feature_source(plan, data),
+        class_names=list(data.class_names),
+        cv=config.cv,
+        scale=Scale(config.scale).value,
+        pca=config.pca,
+        seed=config.seed,
+        grid={name: list(values) for name, values in config.resolved_grid.items()},
+        cv_results=[
+            GridPointScore(params=jsonable(point), mean=float(means[i]), std=float(stds[i]), fold_scores=[float(s) for s in search.fold_scores[i]], rank=int(ranks[i]))
+            for i, point in enumerate(search.points)
+        ],
+        best_params=jsonable(search.best_params),
+        cv_best_score=float(means[search.best]),
+        cv_best_std=float(stds[search.best]),
+        test_accuracy=scores.accuracy,
+        top5_accuracy=test.top5,
+        macro_f1=scores.macro_f1,
+        per_class=[
+            ClassScore(index=i, name=name, precision=float(scores.precision[i]), recall=float(scores.recall[i]), f1=float(scores.f1[i]), support=int(scores.support[i]))
+            for i, name in enumerate(data.class_names)
+        ],
+        confusion_matrix=scores.confusion.astype(int).tolist(),
+        read_seconds=data.seconds,
+        search_seconds=search.seconds,
+        fit_seconds=test.fit_seconds,
+        predict_seconds=test.predict_seconds,
+        total_seconds=total_seconds,
+        n_jobs=config.n_jobs,
+        record_file=plan.record_file,
+        model_file=plan.model_file,
+        warnings=list(dict.fromkeys(search.warnings + test.warnings)),
+        environment=_environment(client),
+    )
+
+
+def _scores(model: Any, X: np.ndarray) -> np.ndarray | None:
+    """Per-class scores for top-k: decision values, else probabilities; None if neither."""
+    for method in ("decision_function", "predict_proba"):
+        if hasattr(model, method):
+            values = np.asarray(getattr(model, method)(X))
+            return values if values.ndim == 2 else None
+    return None
+
+
+def _ranks(means: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(-means, method="min").astype(int)
+
+
+def _feature_source(plan: RunPlan, data: _Data) -> FeatureSource:
+    attrs = {name: value for name, value in plan.info.attrs.items() if name != "class_names"}
+    weights = attrs.get("weights")
+    return FeatureSource(
+        path=str(plan.features_path),
+        key=plan.info.key,
+        dataset=plan.dataset,
+        backbone=plan.backbone,
+        weights=None if weights in (None, "") else str(weights),
+        feature_dim=int(data.X.shape[1]),
+        n_train=len(data.y),
+        n_test=len(data.y_test),
+        attrs=jsonable(attrs),
+        splits={
+            name: {"n_rows": s.n_rows, "seconds": s.seconds, "images_per_second": s.images_per_second, "device": s.device}
+            for name, s in plan.info.splits.items()
+        },
+    )
+
+
+def _environment(client: Client | None = None) -> dict[str, Any]:
+    """Versions and machine of this process; with a client, its cluster (``dask``)."""
+    import scipy
+    import sklearn
+
+    cluster: dict[str, Any] = {}
+    if client is not None:
+        from featx.cluster.executor import cluster_summary
+
+        cluster = {"dask": cluster_summary(client)}
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit_learn": sklearn.__version__,
+        "platform": platform.platform(terse=True),
+        "cpu_count": os.cpu_count(),
+        **cluster,
+    }

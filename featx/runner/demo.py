@@ -1,0 +1,125 @@
+"""``featx demo``: the whole pipeline, offline, on scikit-learn's embedded digits.
+
+It runs ``pipelines/demo.yaml`` (two small timm backbones, three classifiers, PCA, the
+report) and needs no network and no download: the digits come with scikit-learn, and the
+backbones' pretrained weights are used only when they are already on this machine
+(:func:`featx.extraction.backbones.pretrained_cached`). When they are not, the demo runs with
+random weights and says so loudly: in the terminal, and on the report page, which marks
+every random-weight backbone (the cache files record ``weights_mode = random``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from featx.core.errors import ConfigError
+from featx.runner.pipeline import PipelineResult, run_pipeline
+from featx.runner.spec import PipelineSpec, load_pipeline
+
+log = logging.getLogger(__name__)
+
+#: the shipped demo pipeline, inside the package (so that a wheel install has it)
+DEMO_PIPELINE = Path(__file__).resolve().parent / "pipelines" / "demo.yaml"
+WEIGHT_CHOICES = ("auto", "pretrained", "random")
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo did.
+
+    Attributes:
+        run: the pipeline run (outcomes, summary, report files).
+        random_weights: the backbones that ran with random weights.
+        report: the report page, or None when it could not be written.
+    """
+
+    run: PipelineResult
+    random_weights: tuple[str, ...]
+    report: Path | None
+
+
+def choose_weights(spec: PipelineSpec, weights: str = "auto") -> tuple[PipelineSpec, tuple[str, ...]]:
+    """Set each backbone's weights: ``auto`` takes pretrained ones only where they are cached locally.
+
+    Args:
+        spec: the demo pipeline.
+        weights: ``auto``, ``pretrained`` (as timm loads them, possibly downloading) or ``random``.
+
+    Returns:
+        The spec with the weights set, and the names of the backbones left with random weights.
+
+    Raises:
+        ConfigError: an unknown ``weights`` choice.
+    """
+    from featx.extraction.backbones import pretrained_cached, resolve_backbone
+
+    if weights not in WEIGHT_CHOICES:
+        raise ConfigError(f"demo weights {weights!r}: use one of {', '.join(WEIGHT_CHOICES)}")
+    backbones, random = [], []
+    for config in spec.backbones:
+        chosen = os.fspath(config.weights)
+        if weights == "random" or (weights == "auto" and chosen == "pretrained" and not pretrained_cached(resolve_backbone(config.backbone))):
+            chosen = "random"
+        elif weights == "pretrained":
+            chosen = "pretrained"
+        if chosen == "random":
+            random.append(config.backbone)
+        backbones.append(replace(config, weights=chosen))
+    return replace(spec, backbones=tuple(backbones)), tuple(random)
+
+
+def demo(
+    *,
+    pipeline: str | os.PathLike[str] | None = None,
+    weights: str = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    reports_dir: str | os.PathLike[str] | None = None,
+    command: str = "featx demo",
+) -> DemoResult:
+    """Run the demo pipeline end to end and write the report.
+
+    Example::
+
+        result = featx.demo()
+        result.report            # reports/index.html
+
+    Args:
+        pipeline: another pipeline file to run the same way (default ``pipelines/demo.yaml``).
+        weights: ``auto`` (pretrained where cached locally, else random), ``pretrained`` or ``random``.
+        cache_dir: the feature cache root (default ``features/`` or ``FEATX_CACHE_DIR``).
+        reports_dir: the reports root (default ``reports/`` or ``FEATX_REPORTS_DIR``).
+        command: the command line, for the report's provenance.
+
+    Returns:
+        The run, the backbones that used random weights, and the report's path.
+
+    Raises:
+        ConfigError: the pipeline file is missing or invalid, or a bad ``weights`` choice.
+    """
+    path = Path(pipeline) if pipeline is not None else DEMO_PIPELINE
+    if not path.is_file():
+        raise ConfigError(f"demo pipeline {path} not found; run featx demo from a clone of the featx repository, or pass --pipeline FILE")
+    spec, random = choose_weights(load_pipeline(path), weights)
+    if random:
+        _warn_random(random, asked=weights == "random")
+    result = run_pipeline(spec, cache_dir=cache_dir, reports_dir=reports_dir, command=command)
+    if random:
+        _warn_random(random, asked=weights == "random")  # again at the end, beside the numbers
+    return DemoResult(result, random, result.report.html if result.report is not None else None)
+
+
+def _warn_random(names: tuple[str, ...], *, asked: bool) -> None:
+    rule = "!" * 78
+    log.warning(rule)
+    if asked:
+        log.warning("RANDOM WEIGHTS (as asked) for %s.", ", ".join(names))
+    else:
+        log.warning("RANDOM WEIGHTS: no pretrained weights for %s on this machine, and the demo", ", ".join(names))
+        log.warning("does not download. These backbones run with RANDOMLY INITIALISED weights.")
+    log.warning("The numbers show the pipeline working, NOT what pretrained features can do;")
+    log.warning("the report marks these backbones in red. For pretrained weights: featx demo --weights")
+    log.warning("pretrained (downloads them once), or put a Hugging Face hub cache in $HF_HOME/hub.")
+    log.warning(rule)

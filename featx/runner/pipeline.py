@@ -1,0 +1,461 @@
+"""``featx run``: a pipeline as a graph of tasks, carried out by an executor, then the report.
+
+Two steps with a small seam between them:
+
+* :func:`plan_pipeline` turns a :class:`~featx.runner.spec.PipelineSpec` into a
+  :class:`TaskGraph`: one extraction per backbone, one fit per (backbone, classifier)
+  depending on that backbone's extraction, one PCA plot per (backbone, scaling)
+  depending on it too. Nothing is read or computed while planning.
+* an *executor* carries out the graph: any callable ``executor(graph) -> {key: Outcome}``.
+  :func:`execute_serial` runs the tasks one after the other in the graph's order. A
+  concurrent executor (Dask, a process pool) submits each task once its dependencies
+  are done, as ``run_task(task, *dependency_outcomes)``: tasks hold only module-level
+  functions and picklable arguments, and :func:`run_task` is where a task's outcome
+  (done, cached, failed, skipped) is decided, so every executor behaves the same.
+
+Every task is idempotent and cheap when its product exists: an extraction whose cache
+entry is complete returns at once without building a model, a fit with an up-to-date
+run record returns that record without fitting (``force`` refits), and PCA plots drawn
+for the same features and sample are reused. So a rerun of a finished pipeline costs
+reading the data set's index and a few file attributes.
+
+A task that fails with a :class:`~featx.core.errors.FeatxError` (weights that cannot be had,
+a fit the data cannot support) does not stop the others: its dependants are skipped, the
+rest runs, the report shows what exists, and :attr:`PipelineResult.failures` lists what
+went wrong. Other exceptions are bugs and propagate.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from featx._version import __version__
+from featx.core import paths
+from featx.core.atomic import atomic_write_text
+from featx.core.errors import ConfigError, FeatxError
+from featx.core.paths import safe_name
+from featx.extraction.engine import ExtractConfig
+from featx.fitting.classifiers import Scale
+from featx.fitting.protocol import FitConfig
+from featx.fitting.records import RunRecord
+from featx.runner.spec import PcaOptions, PipelineSpec
+
+if TYPE_CHECKING:
+    from featx.reporting.render import ReportFiles
+
+log = logging.getLogger(__name__)
+
+TaskKind = Literal["extract", "fit", "pca"]
+Status = Literal["done", "cached", "failed", "skipped"]
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: ``func(*args, *(value of each dependency))``.
+
+    Attributes:
+        key: unique name in the graph (``extract:resnet50``, ``fit:resnet50:logreg``).
+        kind: ``extract``, ``fit`` or ``pca``.
+        func: a module-level function (picklable), returning a :class:`TaskValue`.
+        args: its leading arguments (frozen configs and plain values, picklable).
+        deps: keys of the tasks whose values are passed after ``args``, in this order.
+        label: a short description for logs and summaries.
+    """
+
+    key: str
+    kind: TaskKind
+    func: Callable[..., TaskValue]
+    args: tuple[Any, ...]
+    deps: tuple[str, ...] = ()
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class TaskGraph:
+    """Tasks in an order where every task comes after its dependencies (a serial schedule).
+
+    Raises:
+        ConfigError: a repeated key, or a dependency that is not an earlier task.
+    """
+
+    tasks: tuple[Task, ...]
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for task in self.tasks:
+            if task.key in seen:
+                raise ConfigError(f"task {task.key!r} appears twice in the graph")
+            missing = [d for d in task.deps if d not in seen]
+            if missing:
+                raise ConfigError(f"task {task.key!r} depends on {', '.join(missing)}, which is not an earlier task")
+            seen.add(task.key)
+
+    def __getitem__(self, key: str) -> Task:
+        return next(task for task in self.tasks if task.key == key)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def of_kind(self, kind: TaskKind) -> list[Task]:
+        """The tasks of one kind, in graph order."""
+        return [task for task in self.tasks if task.kind == kind]
+
+
+@dataclass(frozen=True)
+class TaskValue:
+    """What a task function returns: its product, and whether it already existed."""
+
+    value: Any
+    cached: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a task ended.
+
+    Attributes:
+        key: the task's key.
+        status: ``done`` (computed now), ``cached`` (existed), ``failed`` (a FeatxError,
+            in ``error``) or ``skipped`` (a dependency did not succeed).
+        value: the product (a feature file path, a run record, a PCA result), or None.
+        error: the error message, for failed and skipped tasks.
+        seconds: wall time of the task.
+    """
+
+    key: str
+    status: Status
+    value: Any = None
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "cached")
+
+
+#: the seam for other executors: carry out every task of the graph, return each one's outcome
+Executor = Callable[[TaskGraph], Mapping[str, Outcome]]
+
+
+def run_task(task: Task, *deps: Outcome) -> Outcome:
+    """Run one task given its dependencies' outcomes (in ``task.deps`` order).
+
+    Skipped when a dependency did not succeed; failed (not raised) on a FeatxError.
+    Any other exception propagates.
+    """
+    blocked = [d for d in deps if not d.ok]
+    if blocked:
+        return Outcome(task.key, "skipped", error=f"needs {blocked[0].key}, which {blocked[0].status}")
+    start = time.perf_counter()
+    try:
+        result = task.func(*task.args, *(d.value for d in deps))
+    except FeatxError as error:
+        return Outcome(task.key, "failed", error=str(error), seconds=time.perf_counter() - start)
+    return Outcome(task.key, "cached" if result.cached else "done", value=result.value, seconds=time.perf_counter() - start)
+
+
+def execute_serial(graph: TaskGraph) -> dict[str, Outcome]:
+    """The default executor: every task in graph order, in this process.
+
+    Returns:
+        Task key -> outcome, for every task.
+    """
+    outcomes: dict[str, Outcome] = {}
+    for number, task in enumerate(graph.tasks, start=1):
+        log.info("[%d/%d] %s", number, len(graph), task.label or task.key)
+        outcome = run_task(task, *(outcomes[d] for d in task.deps))
+        outcomes[task.key] = outcome
+        log_outcome(task, outcome)
+    return outcomes
+
+
+def log_outcome(task: Task, outcome: Outcome) -> None:
+    """Log how a task ended (an error for a failure, a warning for a skip), for executors."""
+    name = task.label or task.key
+    if outcome.status == "failed":
+        log.error("%s failed: %s", name, outcome.error)
+    elif outcome.status == "skipped":
+        log.warning("%s skipped: %s", name, outcome.error)
+    else:
+        log.info("%s: %s in %.1f s", name, outcome.status, outcome.seconds)
+
+
+# --------------------------------------------------------------------------- task functions
+
+
+def extract_task(config: ExtractConfig) -> TaskValue:
+    """Extract (or find in the cache) one backbone's features; the value is the file's path."""
+    from featx.extraction.engine import extract_planned, plan_extraction
+
+    path, cached = extract_planned(plan_extraction(config))
+    return TaskValue(path, cached)
+
+
+def fit_task(config: FitConfig, force: bool, cache_dir: str | None, reports_dir: str | None, features: Path, *, client: Any = None) -> TaskValue:
+    """Fit one classifier on one feature file, or return its up-to-date record; the value
+    is the record. With a ``distributed.Client``, the folds are tasks on its cluster."""
+    from featx.fitting.protocol import find_existing, fit
+
+    if not force:
+        found = find_existing(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir)
+        if found is not None:
+            return TaskValue(found, True)
+    return TaskValue(fit(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, client=client), False)
+
+
+def pca_task(options: PcaOptions, scale: str, force: bool, cache_dir: str | None, reports_dir: str | None, features: Path) -> TaskValue:
+    """Draw (or reuse) the PCA plots of one feature file at one scaling; the value is the PcaResult."""
+    from featx.fitting.projection import pca
+
+    result = pca(features, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, scale=scale,
+                 per_class=options.per_class, seed=options.seed, skip_existing=not force)
+    return TaskValue(result, result.reused)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_pipeline(
+    spec: PipelineSpec,
+    *,
+    force: bool = False,
+    force_extract: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    reports_dir: str | os.PathLike[str] | None = None,
+) -> TaskGraph:
+    """The task graph of a pipeline (reads nothing, computes nothing).
+
+    Per backbone, in file order: its extraction, then a fit per classifier and a PCA plot
+    per scaling the classifiers use, each depending on that extraction only. A serial
+    executor so finishes one backbone before starting the next.
+
+    Args:
+        spec: the pipeline.
+        force: refit every classifier and redraw every PCA plot.
+        force_extract: extract every backbone again (implies ``force``).
+        cache_dir: the feature cache root (default ``features/`` or ``FEATX_CACHE_DIR``).
+        reports_dir: the reports root (default ``reports/`` or ``FEATX_REPORTS_DIR``).
+    """
+    force = force or force_extract
+    cache = str(paths.cache_dir(cache_dir))
+    reports = str(paths.reports_dir(reports_dir))
+    tasks: list[Task] = []
+    for index, config in enumerate(spec.backbones):
+        config = replace(config, cache_dir=cache, force=force_extract)
+        name = _backbone_key(spec, index)
+        extract_key = f"extract:{name}"
+        tasks.append(Task(extract_key, "extract", extract_task, (config,), label=f"extract {name} ({spec.dataset})"))
+        for fit_config in spec.classifiers:
+            column = _classifier_key(fit_config)
+            tasks.append(Task(f"fit:{name}:{column}", "fit", fit_task, (fit_config, force, cache, reports), (extract_key,),
+                              label=f"fit {column} on {name}"))
+        if spec.pca is not None:
+            for scale in spec.scales:
+                tasks.append(Task(f"pca:{name}:{scale.value}", "pca", pca_task, (spec.pca, scale.value, force, cache, reports), (extract_key,),
+                                  label=f"PCA of {name} (scale {scale.value})"))
+    return TaskGraph(tuple(tasks))
+
+
+def _backbone_key(spec: PipelineSpec, index: int) -> str:
+    """The backbone's name, with its position when the pipeline has it more than once."""
+    name = spec.backbones[index].backbone
+    repeated = sum(c.backbone == name for c in spec.backbones) > 1
+    return f"{name}#{index}" if repeated else name
+
+
+def _classifier_key(config: FitConfig) -> str:
+    from featx.reporting.render import classifier_label
+
+    return classifier_label(config.clf, Scale(config.scale).value, config.pca)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What :func:`run_pipeline` did.
+
+    Attributes:
+        spec: the pipeline as run (overrides applied).
+        graph: its tasks.
+        outcomes: task key -> outcome.
+        manifest: the run's manifest, ``<reports>/pipelines/<name>.json``.
+        report: the report files, or None when not asked for or not possible.
+        report_error: why there is no report, when one was asked for.
+        seconds: wall time of the whole run.
+    """
+
+    spec: PipelineSpec
+    graph: TaskGraph
+    outcomes: dict[str, Outcome]
+    manifest: Path
+    report: ReportFiles | None = None
+    report_error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[Outcome]:
+        """Failed and skipped tasks, in graph order."""
+        return [self.outcomes[t.key] for t in self.graph.tasks if not self.outcomes[t.key].ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def records(self) -> list[RunRecord]:
+        """The run record of every fit that succeeded, in graph order."""
+        return [self.outcomes[t.key].value for t in self.graph.of_kind("fit") if self.outcomes[t.key].ok]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Task kind -> status -> number of tasks."""
+        table: dict[str, dict[str, int]] = {}
+        for task in self.graph.tasks:
+            status = self.outcomes[task.key].status
+            table.setdefault(task.kind, {}).setdefault(status, 0)
+            table[task.kind][status] += 1
+        return table
+
+    def summary(self) -> str:
+        """A plain-text summary: test accuracy per backbone x classifier (best starred), task counts, failures."""
+        from featx.core.console import format_table
+
+        columns = list(dict.fromkeys(_classifier_key(c) for c in self.spec.classifiers))
+        rows, best = [], max((r.test_accuracy for r in self.records), default=None)
+        for index, config in enumerate(self.spec.backbones):
+            name = _backbone_key(self.spec, index)
+            random = os.fspath(config.weights) == "random"
+            cells = []
+            for column in columns:
+                outcome = self.outcomes.get(f"fit:{name}:{column}")
+                if outcome is None or not outcome.ok:
+                    cells.append(outcome.status if outcome else "-")
+                    continue
+                accuracy = outcome.value.test_accuracy
+                cells.append(f"{accuracy * 100:.2f}%{' *' if accuracy == best else ''}")
+            rows.append([name + (" [RANDOM WEIGHTS]" if random else ""), *cells])
+        lines = [f"{self.spec.name}: test accuracy on {self.spec.dataset} (* best)", "", format_table(rows, ["backbone", *columns]), ""]
+        names = {"extract": "extractions", "fit": "fits", "pca": "PCA plots"}
+        counts = self.counts()
+        parts = [f"{names[kind]}: " + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) for kind, statuses in counts.items()]
+        lines.append("; ".join(parts) + f" ({self.seconds:.1f} s)")
+        for outcome in self.failures:
+            lines.append(f"{outcome.status.upper()}: {self.graph[outcome.key].label}: {outcome.error}")
+        if self.report_error:
+            lines.append(f"no report: {self.report_error}")
+        return "\n".join(lines)
+
+
+def run_pipeline(
+    spec: PipelineSpec,
+    *,
+    force: bool = False,
+    force_extract: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    reports_dir: str | os.PathLike[str] | None = None,
+    executor: Executor = execute_serial,
+    report: bool = True,
+    command: str | None = None,
+) -> PipelineResult:
+    """Run a whole comparison: extract what is not cached, fit what has no up-to-date
+    record, draw the PCA plots, write the run's manifest, then the report.
+
+    Example::
+
+        spec = featx.load_pipeline("pipelines/cifar10-classic.yaml").with_overrides(limit=500)
+        result = featx.run_pipeline(spec)
+        print(result.summary()); result.report.html
+
+    Args:
+        spec: the pipeline (see :func:`featx.runner.spec.load_pipeline`).
+        force: refit every classifier and redraw every PCA plot.
+        force_extract: extract every backbone again too.
+        cache_dir: the feature cache root.
+        reports_dir: the reports root.
+        executor: carries out the task graph (default: :func:`execute_serial`).
+        report: write ``<reports>/index.html`` (with every record under the reports root).
+        command: the command line, for the manifest and the report's provenance.
+
+    Returns:
+        The outcomes; failed tasks are in ``failures`` (they do not raise).
+    """
+    started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    start = time.perf_counter()
+    graph = plan_pipeline(spec, force=force, force_extract=force_extract, cache_dir=cache_dir, reports_dir=reports_dir)
+    kinds = {kind: len(graph.of_kind(kind)) for kind in ("extract", "fit", "pca")}
+    log.info("%s: %d extraction(s), %d fit(s), %d PCA plot(s) on %s", spec.name, kinds["extract"], kinds["fit"], kinds["pca"], spec.dataset)
+    outcomes = dict(executor(graph))
+    missing = [task.key for task in graph.tasks if task.key not in outcomes]
+    if missing:
+        raise FeatxError(f"the executor returned no outcome for {', '.join(missing)}")
+    command = command or f"featx run {spec.source or spec.name}"
+    manifest = write_manifest(spec, graph, outcomes, command=command, started=started_at, reports_dir=reports_dir)
+    files, report_error = None, ""
+    if report:
+        from featx.reporting.render import report as write_report
+
+        try:
+            files = write_report(reports_dir, command=command)
+        except FeatxError as error:
+            report_error = str(error)
+            log.error("no report: %s", error)
+    return PipelineResult(spec, graph, outcomes, manifest, files, report_error, time.perf_counter() - start)
+
+
+def write_manifest(
+    spec: PipelineSpec,
+    graph: TaskGraph,
+    outcomes: Mapping[str, Outcome],
+    *,
+    command: str,
+    started: str,
+    reports_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write ``<reports>/pipelines/<name>.json``: the spec, the command, and each task's outcome.
+
+    The report lists these under "How this was made".
+    """
+    from featx.core.hashing import jsonable
+
+    def product(outcome: Outcome) -> str | None:
+        value = outcome.value
+        if isinstance(value, RunRecord):
+            return value.record_file
+        if isinstance(value, Path):
+            return str(value)
+        return str(getattr(value, "summary_json", "")) or None
+
+    data = {
+        "name": spec.name,
+        "description": spec.description,
+        "command": command,
+        "featx_version": __version__,
+        "started": started,
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "spec": spec.to_dict(),
+        "tasks": [
+            {"key": t.key, "kind": t.kind, "status": outcomes[t.key].status, "seconds": round(outcomes[t.key].seconds, 3),
+             "error": outcomes[t.key].error or None, "product": product(outcomes[t.key])}
+            for t in graph.tasks
+        ],
+    }
+    path = paths.reports_dir(reports_dir) / "pipelines" / f"{safe_name(spec.name)}.json"
+    return atomic_write_text(path, json.dumps(jsonable(data), indent=2) + "\n")
+
+
+def describe_graph(graph: TaskGraph) -> str:
+    """One line per task (key, what it needs), for ``--dry-run`` style listings and logs."""
+    return "\n".join(f"{task.key}" + (f"  <- {', '.join(task.deps)}" if task.deps else "") for task in graph.tasks)
+
