@@ -45,7 +45,7 @@ _LAZY: dict[str, str] = {
     "load_pipeline": "featx.runner.spec",
     "PipelineSpec": "featx.runner.spec",
     "run_pipeline": "featx.runner.pipeline",
-    "demo": "featx.runner.demo",
+    "demo": "featx.runner.demo_run",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from featx.fitting.protocol import find_existing, fit
     from featx.fitting.records import iter_records, load_model, load_record
     from featx.reporting.render import report
-    from featx.runner.demo import demo
+    from featx.runner.demo_run import demo
     from featx.runner.pipeline import run_pipeline
     from featx.runner.spec import PipelineSpec, load_pipeline
 

@@ -12,14 +12,10 @@ import pytest
 import torch
 
 from featx.core.errors import ConfigError, UnknownNameError, WeightsError
-from featx.extraction.backbones import (
-    CLASSIC_BACKBONES,
-    create_backbone,
-    resolve_backbone,
-    resolve_data_config,
-    resolve_weights,
-)
+from featx.extraction.backbones import CLASSIC_BACKBONES, resolve_backbone, resolve_data_config
+from featx.extraction.models import create_backbone
 from featx.extraction.dataconfig import DataConfig
+from featx.extraction.weights import resolve_weights
 from tests.fakes import fake_hub_cache
 
 TINY = "test_resnet"
@@ -143,13 +139,13 @@ def test_missing_pretrained_weights_name_the_three_options() -> None:
     with pytest.raises(WeightsError) as caught:
         create_backbone(backbone, resolve_weights("pretrained", backbone))
     message = str(caught.value)
-    for option in ("--weights pretrained", "--weights PATH", "--weights random"):
+    for option in ("pretrained (network access", "a path to a local .safetensors or .pth checkpoint", "or random (random initialisation"):
         assert option in message
     assert str(Path(os.environ["HF_HOME"]) / "hub") in message
 
 
 def test_model_without_pretrained_weights_is_refused_before_building() -> None:
-    with pytest.raises(WeightsError, match="no pretrained weights for test_maxvit.*--weights random"):
+    with pytest.raises(WeightsError, match="no pretrained weights for test_maxvit.*or random"):
         resolve_weights("pretrained", resolve_backbone("test_maxvit"))
 
 
@@ -165,7 +161,7 @@ def test_random_weights_are_explicit_and_seeded(probe) -> None:
 
 def test_bad_weights_files_are_clear_errors(tmp_path: Path) -> None:
     backbone = resolve_backbone(TINY)
-    with pytest.raises(WeightsError, match="not found.*--weights random"):
+    with pytest.raises(WeightsError, match="not found.*or random"):
         resolve_weights(tmp_path / "missing.safetensors", backbone)
     with pytest.raises(WeightsError, match="is a directory"):
         resolve_weights(tmp_path, backbone)
@@ -189,7 +185,7 @@ def test_fixed_size_models_are_built_for_the_requested_size() -> None:
 
 @pytest.mark.parametrize("name", ["test_resnet", "test_vit"])
 def test_folding_batchnorm_keeps_the_features(name: str, probe: torch.Tensor) -> None:
-    from featx.extraction.backbones import fold_batchnorm
+    from featx.extraction.models import fold_batchnorm
 
     backbone = resolve_backbone(name)
     size = (64, 64) if name == "test_resnet" else (160, 160)

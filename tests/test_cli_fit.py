@@ -104,7 +104,7 @@ def _poison(path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "damage", "message"),
     [
-        (("--C-grid", "0.1,x"), None, "bad --C-grid '0.1,x': 'x' is not a number"),
+        (("--C-grid", "0.1,x"), None, "--C-grid: bad value '0.1,x': 'x' is not a number"),
         (("--C-grid=-1,2",), None, "-1 is not > 0"),
         (("--C-grid", "0"), None, "0 is not > 0"),
         (("--C-grid", "logspace:-4:2"), None, "logspace needs three fields"),

@@ -25,19 +25,22 @@ pytest.importorskip("distributed")
 from distributed import Client, LocalCluster, get_task_stream  # noqa: E402
 
 import featx  # noqa: E402
-from featx import cache as cachefile
+import featx.cluster as cluster  # noqa: E402
+from featx import cache as cachefile  # noqa: E402
 from featx.cache.shards import ShardSpec  # noqa: E402
 from featx.cli import main  # noqa: E402
-from featx.cluster import executor as cluster  # noqa: E402
+from featx.cluster import scheduler as connection  # noqa: E402
 from featx.core.errors import ConfigError, DatasetError, SchedulerError  # noqa: E402
-from featx.extraction.engine import ExtractConfig, plan_extraction  # noqa: E402
-from featx.fitting.protocol import FitConfig  # noqa: E402
+from featx.extraction.config import ExtractConfig, ExtractRequest  # noqa: E402
+from featx.extraction.engine import plan_extraction  # noqa: E402
+from featx.fitting.config import FitConfig  # noqa: E402
 from featx.fitting.records import RunRecord, iter_records, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "tcp://127.0.0.1:"
 #: the whole digits data set (1,437 + 360 images) at 48 px: enough rows for shards
-DIGITS = {"weights": "random", "image_size": 48, "dataset": "digits", "batch_size": 16}
+DIGITS_DATA = "digits"
+DIGITS = {"weights": "random", "image_size": 48, "batch_size": 16}  # ExtractConfig fields and extract's options
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def client(dask_cluster: LocalCluster) -> Iterator[Client]:
 @pytest.fixture(scope="module")
 def digits_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The unsharded extraction of :data:`DIGITS`, here in the test process."""
-    path = featx.extract("test_resnet", **DIGITS, cache_dir=tmp_path_factory.mktemp("reference"))
+    path = featx.extract(DIGITS_DATA, backbone="test_resnet", **DIGITS, cache_dir=tmp_path_factory.mktemp("reference"))
     return {split: featx.load_features(path, split)[:2] for split in ("train", "test")}
 
 
@@ -98,20 +101,20 @@ def test_the_cluster_listens_on_loopback_only(client: Client) -> None:
 
 
 def test_scheduler_addresses() -> None:
-    assert cluster.SchedulerAddress.parse("local:3").local_workers == 3
-    assert cluster.SchedulerAddress.parse("local").local_workers == len(os.sched_getaffinity(0))
-    assert cluster.SchedulerAddress.parse("tcp://127.0.0.1:8786").local_workers is None
-    assert cluster.SchedulerAddress.parse("scheduler.json").scheduler_file == Path("scheduler.json")
+    assert connection.SchedulerAddress.parse("local:3").local_workers == 3
+    assert connection.SchedulerAddress.parse("local").local_workers == len(os.sched_getaffinity(0))
+    assert connection.SchedulerAddress.parse("tcp://127.0.0.1:8786").local_workers is None
+    assert connection.SchedulerAddress.parse("scheduler.json").scheduler_file == Path("scheduler.json")
     for bad in ("local:0", "local:x", " "):
         with pytest.raises(ConfigError):
-            cluster.SchedulerAddress.parse(bad)
+            connection.SchedulerAddress.parse(bad)
 
 
 def test_an_unreachable_scheduler_is_a_clear_error_within_seconds() -> None:
     address = f"{LOOPBACK}{free_port()}"
     started = time.perf_counter()
     result = CliRunner().invoke(main, ["fit", "--features", "x.h5", "--clf", "logreg", "--scheduler", address])
-    assert time.perf_counter() - started < cluster.CONNECT_TIMEOUT + 5
+    assert time.perf_counter() - started < connection.CONNECT_TIMEOUT + 5
     assert result.exit_code == 2 and result.output.count("\n") == 1 and address in result.output
     assert "cannot reach the Dask scheduler" in result.output and "dask scheduler" in result.output
 
@@ -126,8 +129,8 @@ def test_a_scheduler_without_workers_is_a_clear_error() -> None:
 def test_connecting_checks_the_workers_run_this_featx(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     with cluster.connect(client.scheduler.address) as connected:
         assert cluster.describe(connected) == f"{client.scheduler.address} (2 workers, 2 threads)"
-        assert cluster.gpu_resources(connected) is None  # no worker advertises a GPU
-    monkeypatch.setattr(cluster, "__version__", "0.0-other")
+        assert connection.gpu_resources(connected) is None  # no worker advertises a GPU
+    monkeypatch.setattr(connection, "__version__", "0.0-other")
     with pytest.raises(SchedulerError, match="another featx version than this one \\(0.0-other\\)"):
         with cluster.connect(client.scheduler.address):
             pass
@@ -148,10 +151,12 @@ def test_local_n_starts_a_loopback_cluster_and_closes_it(monkeypatch: pytest.Mon
 def test_tasks_get_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers have another working directory (and, elsewhere, another environment)."""
     monkeypatch.chdir(tmp_path)
-    config = cluster.portable_config(ExtractConfig(backbone="resnet50", dataset="imagefolder:pets", weights="w.pth", cache_dir="features"))
-    assert config.dataset == f"imagefolder:{tmp_path / 'pets'}" and config.weights == str(tmp_path / "w.pth")
-    assert config.cache_dir == str(tmp_path / "features") and Path(str(config.data_dir)).is_absolute()
-    assert cluster.portable_config(ExtractConfig(backbone="resnet50", weights="random")).dataset == "cifar10"
+    request = cluster.portable_request(ExtractRequest(dataset="imagefolder:pets", config=ExtractConfig(backbone="resnet50", weights="w.pth"),
+                                                      options={"cache_dir": "features"}))
+    assert request.dataset == f"imagefolder:{tmp_path / 'pets'}" and request.config.weights == str(tmp_path / "w.pth")
+    assert request.options.cache_dir == str(tmp_path / "features") and Path(str(request.options.data_dir)).is_absolute()
+    plain = ExtractRequest(dataset="cifar10", config=ExtractConfig(backbone="resnet50", weights="random"))
+    assert cluster.portable_request(plain).dataset == "cifar10"
 
 
 def test_without_a_scheduler_nothing_imports_dask(feature_file: Callable[..., Path]) -> None:
@@ -187,9 +192,10 @@ def test_without_a_scheduler_nothing_imports_dask(feature_file: Callable[..., Pa
 ])
 def test_cluster_fit_equals_local_fit(client: Client, feature_file: Callable[..., Path], clf: str, grid: dict) -> None:
     path = feature_file(n_train=240, n_test=90, dim=12, n_classes=4, separation=0.7, seed=3)
-    config = FitConfig(clf=clf, grid=grid, cv=4, n_jobs=1)
-    local = featx.fit(path, config, reports_dir=cache_root().parent / "local")
-    remote = featx.fit(path, config, client=client)
+    config = FitConfig(clf=clf, grid=grid, cv=4)
+    local = featx.fit(path, config, reports_dir=cache_root().parent / "local", n_jobs=1)
+    with cluster.fold_work_on(client) as environment:  # the folds as Dask tasks, through joblib's Dask backend
+        remote = featx.fit(path, config, n_jobs=-1, environment=environment)
     assert_same_fit(remote, local)
     assert remote.environment["dask"]["workers"] == 2 and "dask" not in local.environment
     X_test, _, _ = featx.load_features(path, "test")
@@ -205,31 +211,31 @@ def test_cli_fit_on_the_scheduler_named_by_the_environment(client: Client, featu
     remote = RunRecord.from_dict(json.loads(result.stdout))
     assert_same_fit(remote, local)
     assert remote.environment["dask"]["scheduler"] == client.scheduler.address
-    assert "as Dask tasks" in result.stderr
+    assert "fold work runs as Dask tasks" in result.stderr
 
 
 # --------------------------------------------------------------------------- extraction on the cluster
 
 
 def test_sharded_extraction_equals_the_unsharded_one(client: Client, digits_reference, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = ExtractConfig(backbone="test_resnet", **DIGITS)
-    path = cluster.extract_on_cluster(client, config, shards=3)
-    assert path == plan_extraction(config).path  # the unsharded key and place
+    config = ExtractConfig(backbone="test_resnet", weights="random", image_size=48)
+    path = cluster.extract_on_cluster(client, DIGITS_DATA, config, shards=3, batch_size=16)
+    assert path == plan_extraction(DIGITS_DATA, config).path  # the unsharded key and place
     info = cachefile.read_info(path)
     assert info.stitched and [f.name for f in info.shard_files] == [f"shard-{k}-of-3.h5" for k in range(3)]
     assert cachefile.verify_file(path) == []
     assert_same_features(path, digits_reference)
     stamps = [f.stat().st_mtime_ns for f in info.shard_files]
-    assert cluster.extract_on_cluster(client, config, shards=3) == path  # a cache hit: no shard recomputed
+    assert cluster.extract_on_cluster(client, DIGITS_DATA, config, shards=3, batch_size=16) == path  # a cache hit: no shard recomputed
     assert [f.stat().st_mtime_ns for f in info.shard_files] == stamps
-    monkeypatch.setattr("featx.extraction.backbones.create_backbone", lambda *a, **k: pytest.fail("built a model on a cache hit"))
-    assert featx.extract(config) == path  # and so is a plain extract here
+    monkeypatch.setattr("featx.extraction.models.create_backbone", lambda *a, **k: pytest.fail("built a model on a cache hit"))
+    assert featx.extract(DIGITS_DATA, config) == path  # and so is a plain extract here
 
 
 def test_a_worker_killed_during_a_sharded_extraction(client: Client, digits_reference) -> None:
-    config = ExtractConfig(backbone="test_resnet", **{**DIGITS, "batch_size": 2})
-    final = plan_extraction(config).path
-    future = cluster.submit_extract(client, config, shards=2)
+    config = ExtractConfig(backbone="test_resnet", weights="random", image_size=48)
+    final = plan_extraction(DIGITS_DATA, config).path
+    future = cluster.submit_extract(client, DIGITS_DATA, config, shards=2, batch_size=2)
     victim = _kill_a_worker_writing_a_shard(client, final)
     path = cluster.result_of(future)
     assert path == final and victim.exists()  # the killed worker's shard was finished all the same
@@ -258,29 +264,13 @@ def _kill_a_worker_writing_a_shard(client: Client, final: Path, *, timeout: floa
 
 
 def test_a_featx_error_in_a_task_is_raised_as_itself(client: Client, tmp_path: Path) -> None:
-    config = ExtractConfig(backbone="test_resnet", weights="random", dataset=f"imagefolder:{tmp_path / 'absent'}")
+    config = ExtractConfig(backbone="test_resnet", weights="random")
     with pytest.raises(DatasetError, match="does not exist"):
-        cluster.extract_on_cluster(client, config, shards=2)
+        cluster.extract_on_cluster(client, f"imagefolder:{tmp_path / 'absent'}", config, shards=2)
     result = CliRunner().invoke(main, ["extract", "--backbone", "test_resnet", "--weights", "random", "--dataset", f"imagefolder:{tmp_path / 'absent'}",
                                        "--scheduler", client.scheduler.address, "--shards", "2"])
     assert result.exit_code == 2 and "does not exist" in result.output and "Traceback" not in result.output
     assert not cache_root().exists() or not any(cache_root().rglob("*.h5"))
-
-
-def test_runner_api_chains_extraction_fits_and_pca(client: Client) -> None:
-    """What a pipeline runner does: futures for an extraction, and for fits and a PCA on its features."""
-    config = ExtractConfig(backbone="test_resnet", weights="random", image_size=32, dataset="digits", limit=120)
-    configs = {"logreg": FitConfig(clf="logreg", grid={"C": [0.1, 1.0]}, cv=3), "knn": FitConfig(clf="knn", grid={"n_neighbors": [1, 5]}, cv=3)}
-    features = cluster.submit_extract(client, config, shards=2)
-    cells = {cluster.submit_fit(client, features, fit_config, dataset="digits"): clf for clf, fit_config in configs.items()}
-    plotted = cluster.submit_pca(client, features, dataset="digits", per_class=5)
-    records = {cells[future]: record for future, record in cluster.results_as_completed(cells)}
-    path, pca = cluster.result_of(features), cluster.result_of(plotted)
-    assert cachefile.read_info(path).stitched and pca.scatter_png.is_file()
-    for clf, record in records.items():
-        assert Path(record.features.path) == path and record.clf == clf and record.environment["dask"]["workers"] == 2
-        assert record.path().is_file() and load_model(record) is not None
-        assert_same_fit(record, featx.fit(path, configs[clf], save=False))
 
 
 # --------------------------------------------------------------------------- featx run on the cluster

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 import featx
 from featx.cli import main
-from featx.extraction.backbones import pretrained_cached, resolve_backbone
-from featx.runner.demo import DEMO_PIPELINE, choose_weights
+from featx.extraction.backbones import resolve_backbone
+from featx.extraction.weights import pretrained_cached
+from featx.runner.demo_run import DEMO_PIPELINE, choose_weights
 from featx.runner.spec import load_pipeline
 from tests.fakes import fake_hub_cache
 
@@ -46,11 +47,11 @@ def test_auto_weights_are_pretrained_only_where_they_are_cached(tiny_demo: Path)
     spec = load_pipeline(tiny_demo)
     assert not pretrained_cached(resolve_backbone("test_resnet"))
     chosen, random = choose_weights(spec, "auto")
-    assert random == ("test_resnet",) and chosen.backbones[0].weights == "random"
+    assert random == ("test_resnet",) and chosen.backbones[0].config.weights == "random"
     cache_test_resnet_weights()
     assert pretrained_cached(resolve_backbone("test_resnet"))
     chosen, random = choose_weights(spec, "auto")
-    assert random == () and chosen.backbones[0].weights == "pretrained"
+    assert random == () and chosen.backbones[0].config.weights == "pretrained"
     assert choose_weights(spec, "random")[1] == ("test_resnet",)
     with pytest.raises(featx.FeatxError, match="use one of auto, pretrained, random"):
         choose_weights(spec, "imagenet")
@@ -89,6 +90,6 @@ def test_the_shipped_demo_runs_offline_end_to_end() -> None:
     assert DEMO_PIPELINE.is_file()
     result = featx.demo()
     assert result.run.ok and len(result.run.records) == 6
-    assert set(result.random_weights) == {c.backbone for c in load_pipeline(DEMO_PIPELINE).backbones}  # no weights on CI
+    assert set(result.random_weights) == {r.config.backbone for r in load_pipeline(DEMO_PIPELINE).backbones}  # no weights on CI
     assert result.report is not None and result.report.is_file()
     assert all(r.test_accuracy > 0.5 for r in result.run.records)  # 10 classes: far above chance even with random weights

@@ -22,13 +22,15 @@ from featx.cache import partial_path, verify_file
 from featx.cli import main
 from featx.core.errors import ConfigError, ImageReadError, UnknownNameError
 from featx.extraction import engine as extraction
-from featx.extraction.backbones import create_backbone
-from featx.extraction.engine import ExtractConfig, plan_extraction
+from featx.extraction.models import create_backbone
+from featx.extraction.config import ExtractConfig
+from featx.extraction.engine import plan_extraction
 from featx.extraction.preprocess import DevicePreprocess
 from tests.fakes import cosines, fake_hub_cache, write_image, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"weights": "random", "image_size": 32, "dataset": "digits", "limit": 40, "batch_size": 16}
+TINY_DATA = "digits"
+TINY = {"weights": "random", "image_size": 32, "limit": 40, "batch_size": 16}  # ExtractConfig fields and extract's options
 ROOT_ATTRS = ("featx_version", "format_version", "key", "dataset", "class_names", "backbone", "timm_version", "torch_version",
               "weights", "input_size", "interpolation", "mean", "std", "precision", "created", "feature_dim", "crop_pct")
 SPLIT_ATTRS = ("complete", "n_done", "seconds", "images_per_second", "device")
@@ -41,17 +43,17 @@ def cache_files() -> list[Path]:
 
 @pytest.fixture
 def count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every model build that goes through featx.extraction.backbones.create_backbone."""
-    import featx.extraction.backbones
+    """Record every model build that goes through featx.extraction.models.create_backbone."""
+    import featx.extraction.models
 
     calls: list[str] = []
-    original = featx.extraction.backbones.create_backbone
+    original = featx.extraction.models.create_backbone
 
     def counting(backbone, weights, **kwargs):
         calls.append(backbone.name)
         return original(backbone, weights, **kwargs)
 
-    monkeypatch.setattr(featx.extraction.backbones, "create_backbone", counting)
+    monkeypatch.setattr(featx.extraction.models, "create_backbone", counting)
     return calls
 
 
@@ -59,7 +61,7 @@ def count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_extract_writes_the_documented_layout_with_the_model_s_features() -> None:
-    path = featx.extract("test_resnet", **TINY)
+    path = featx.extract(TINY_DATA, backbone="test_resnet", **TINY)
     assert path.parent == Path(os.environ["FEATX_CACHE_DIR"]) / "digits" and path.name.startswith("test_resnet__")
     with h5py.File(path, "r") as handle:
         assert all(name in handle.attrs for name in ROOT_ATTRS)
@@ -76,7 +78,7 @@ def test_extract_writes_the_documented_layout_with_the_model_s_features() -> Non
     assert np.bincount(y).tolist() == [4] * 10  # --limit keeps classes balanced
 
     # the same numbers as running the model by hand on the same images
-    plan = plan_extraction(ExtractConfig(backbone="test_resnet", **TINY))
+    plan = plan_extraction(TINY_DATA, backbone="test_resnet", **TINY)
     model = create_backbone(plan.backbone, plan.weights, image_size=(32, 32))
     with torch.inference_mode():
         expected = model(DevicePreprocess(plan.data_config, "cpu")(torch.from_numpy(plan.dataset.splits["test"].pixels))).numpy()
@@ -98,10 +100,10 @@ def test_extract_with_saved_weights_gives_that_model_s_features(tmp_path: Path, 
         fake_hub_cache(Path(os.environ["HF_HOME"]) / "hub", "timm/test_resnet.r160_in1k", original.state_dict())
         weights = "pretrained"
     options = {**TINY, "weights": str(weights)}
-    path = featx.extract("test_resnet", **options)
+    path = featx.extract(TINY_DATA, backbone="test_resnet", **options)
     x, _, _ = featx.load_features(path, "test", dataset="digits")
     original.reset_classifier(0)
-    plan = plan_extraction(ExtractConfig(backbone="test_resnet", **options))
+    plan = plan_extraction(TINY_DATA, backbone="test_resnet", **options)
     with torch.inference_mode():
         expected = original(DevicePreprocess(plan.data_config, "cpu")(torch.from_numpy(plan.dataset.splits["test"].pixels))).numpy()
     np.testing.assert_allclose(x, expected, rtol=1e-4, atol=1e-5)
@@ -111,26 +113,26 @@ def test_extract_with_saved_weights_gives_that_model_s_features(tmp_path: Path, 
 
 
 def test_second_run_is_a_cache_hit_that_builds_no_model(count_builds: list[str]) -> None:
-    first = featx.extract("test_resnet", **TINY)
+    first = featx.extract(TINY_DATA, backbone="test_resnet", **TINY)
     stamp = first.stat().st_mtime_ns
     assert count_builds == ["test_resnet"]
-    assert featx.extract("test_resnet", **TINY) == first
+    assert featx.extract(TINY_DATA, backbone="test_resnet", **TINY) == first
     assert count_builds == ["test_resnet"] and first.stat().st_mtime_ns == stamp
-    forced = featx.extract("test_resnet", **TINY, force=True)
+    forced = featx.extract(TINY_DATA, backbone="test_resnet", **TINY, force=True)
     assert forced == first and count_builds == ["test_resnet", "test_resnet"]
     assert first.stat().st_mtime_ns != stamp and cache_files() == [first]
 
 
 def test_a_damaged_entry_is_extracted_again() -> None:
-    path = featx.extract("test_resnet", **TINY)
+    path = featx.extract(TINY_DATA, backbone="test_resnet", **TINY)
     path.write_bytes(path.read_bytes()[:2000])  # truncated
-    assert featx.extract("test_resnet", **TINY) == path
+    assert featx.extract(TINY_DATA, backbone="test_resnet", **TINY) == path
     assert verify_file(path) == []
 
 
 def test_the_key_covers_everything_that_changes_the_numbers(tmp_path: Path) -> None:
     def key(**changes: object) -> str:
-        return plan_extraction(ExtractConfig(backbone="test_resnet", **{**TINY, **changes})).key
+        return plan_extraction(TINY_DATA, backbone="test_resnet", **{**TINY, **changes}).key
 
     base = key()
     assert key() == base
@@ -142,7 +144,7 @@ def test_the_key_covers_everything_that_changes_the_numbers(tmp_path: Path) -> N
         "mean": key(mean=(0.4, 0.4, 0.4)),
         "limit": key(limit=30),
         "seed": key(seed=1),
-        "backbone": plan_extraction(ExtractConfig(backbone="test_efficientnet", **TINY)).key,
+        "backbone": plan_extraction(TINY_DATA, backbone="test_efficientnet", **TINY).key,
         "split": key(test_fraction=0.3),
     }
     assert len({base, *variants.values()}) == len(variants) + 1, variants
@@ -157,14 +159,14 @@ def test_the_key_covers_everything_that_changes_the_numbers(tmp_path: Path) -> N
 
 def test_same_key_same_file_whatever_the_tag_is_called() -> None:
     config = {**TINY, "weights": "random"}
-    assert plan_extraction(ExtractConfig(backbone="test_resnet", **config)).path == plan_extraction(ExtractConfig(backbone="test_resnet.r160_in1k", **config)).path
+    assert plan_extraction(TINY_DATA, backbone="test_resnet", **config).path == plan_extraction(TINY_DATA, backbone="test_resnet.r160_in1k", **config).path
 
 
 # --------------------------------------------------------------------------- resume
 
 
 def test_ctrl_c_keeps_the_written_chunks_and_the_next_run_resumes(monkeypatch: pytest.MonkeyPatch) -> None:
-    reference = featx.extract("test_resnet", **TINY, cache_dir=Path(os.environ["FEATX_CACHE_DIR"]) / "reference")
+    reference = featx.extract(TINY_DATA, backbone="test_resnet", **TINY, cache_dir=Path(os.environ["FEATX_CACHE_DIR"]) / "reference")
     real = extraction.extract_features
     batches_seen: list[int] = []
 
@@ -176,8 +178,8 @@ def test_ctrl_c_keeps_the_written_chunks_and_the_next_run_resumes(monkeypatch: p
 
     monkeypatch.setattr(extraction, "extract_features", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        featx.extract("test_resnet", **TINY)
-    final = plan_extraction(ExtractConfig(backbone="test_resnet", **TINY)).path
+        featx.extract(TINY_DATA, backbone="test_resnet", **TINY)
+    final = plan_extraction(TINY_DATA, backbone="test_resnet", **TINY).path
     assert not final.exists()
     with h5py.File(partial_path(final), "r") as handle:
         assert handle["train"].attrs["n_done"] == 32 and not handle["train"].attrs["complete"]
@@ -188,7 +190,7 @@ def test_ctrl_c_keeps_the_written_chunks_and_the_next_run_resumes(monkeypatch: p
             yield block
 
     monkeypatch.setattr(extraction, "extract_features", counting)
-    assert featx.extract("test_resnet", **TINY) == final
+    assert featx.extract(TINY_DATA, backbone="test_resnet", **TINY) == final
     # one probe image for the feature dimension, the last 8 train rows (32 were kept), then test
     assert batches_seen == [1, 8, 16, 16, 8]
     for split in ("train", "test"):
@@ -209,7 +211,7 @@ KILLED_EXTRACT = textwrap.dedent(
         if len(calls) == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
     featx.cache.CacheWriter.write_rows = write_rows
-    print(featx.extract("test_resnet", weights="random", image_size=32, dataset="digits", limit=40, batch_size=16))
+    print(featx.extract("digits", backbone="test_resnet", weights="random", image_size=32, limit=40, batch_size=16))
     """
 )
 
@@ -218,7 +220,7 @@ def test_sigkilled_extraction_resumes_from_the_last_chunk() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     killed = subprocess.run([sys.executable, "-c", KILLED_EXTRACT, "2"], env=env, capture_output=True, text=True, timeout=120)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    final = plan_extraction(ExtractConfig(backbone="test_resnet", **TINY)).path
+    final = plan_extraction(TINY_DATA, backbone="test_resnet", **TINY).path
     assert not final.exists()
     with h5py.File(partial_path(final), "r") as handle:
         assert handle["train"].attrs["n_done"] == 32
@@ -226,7 +228,7 @@ def test_sigkilled_extraction_resumes_from_the_last_chunk() -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr and Path(resumed.stdout.strip()) == final
     assert verify_file(final) == []
-    fresh = featx.extract("test_resnet", **TINY, cache_dir=Path(os.environ["FEATX_CACHE_DIR"]) / "fresh")
+    fresh = featx.extract(TINY_DATA, backbone="test_resnet", **TINY, cache_dir=Path(os.environ["FEATX_CACHE_DIR"]) / "fresh")
     np.testing.assert_array_equal(featx.load_features(final, "train")[0], featx.load_features(fresh, "train")[0])
 
 
@@ -249,11 +251,12 @@ def test_images_of_any_size_and_mode_match_the_reference_transform(tmp_path: Pat
     from timm.data import create_transform
 
     root = mixed_folder(tmp_path / "mixed")
-    options = {"weights": "random", "image_size": 64, "dataset": f"imagefolder:{root}", "batch_size": 6, "num_workers": workers}
-    path = featx.extract("test_resnet", **options)
+    dataset = f"imagefolder:{root}"
+    options = {"weights": "random", "image_size": 64, "batch_size": 6, "num_workers": workers}
+    path = featx.extract(dataset, backbone="test_resnet", **options)
     x, y, classes = featx.load_features(path, "test", dataset=None)
     assert classes == ["a", "b"] and x.shape[0] == 6
-    plan = plan_extraction(ExtractConfig(backbone="test_resnet", **options))
+    plan = plan_extraction(dataset, backbone="test_resnet", **options)
     model = create_backbone(plan.backbone, plan.weights, image_size=(64, 64))
     transform = create_transform(**plan.data_config.timm_kwargs())
     with torch.inference_mode():
@@ -269,7 +272,7 @@ def test_an_unreadable_image_is_named_and_leaves_no_cache_file(tmp_path: Path, w
     broken = root / "train" / "dog" / "train_002.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(ImageReadError, match="train_002.png"):
-        featx.extract("test_resnet", weights="random", image_size=32, dataset=f"imagefolder:{root}", batch_size=4, num_workers=workers)
+        featx.extract(f"imagefolder:{root}", backbone="test_resnet", weights="random", image_size=32, batch_size=4, num_workers=workers)
     assert cache_files() == []
 
 
@@ -277,14 +280,16 @@ def test_an_unreadable_image_is_named_and_leaves_no_cache_file(tmp_path: Path, w
 
 
 def test_api_accepts_a_config_and_rejects_unknown_options() -> None:
-    config = ExtractConfig(backbone="test_resnet", **TINY)
-    assert featx.extract(config) == featx.extract("test_resnet", **TINY)
+    config = ExtractConfig(backbone="test_resnet", weights="random", image_size=32, limit=40)
+    assert featx.extract(TINY_DATA, config, batch_size=16) == featx.extract(TINY_DATA, backbone="test_resnet", **TINY)
     with pytest.raises(UnknownNameError, match="did you mean image_size"):
-        featx.extract("test_resnet", imagesize=32)
+        featx.extract(TINY_DATA, backbone="test_resnet", imagesize=32)
     assert ExtractConfig(backbone="test_resnet", mean="0.5,0.4,0.3", std=0.25).std == (0.25, 0.25, 0.25)
     assert ExtractConfig.from_mapping({"backbone": "test_resnet", "mean": [0.1, 0.2, 0.3]}).mean == (0.1, 0.2, 0.3)
-    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
-        ExtractConfig(backbone="test_resnet", batch_size=0)
+    with pytest.raises(ConfigError, match="batch_size: must be at least 1"):
+        featx.extract(TINY_DATA, config, batch_size=0)
+    with pytest.raises(UnknownNameError, match="batch_size: unknown key"):  # how it runs is not what it extracts
+        ExtractConfig(backbone="test_resnet", batch_size=16)
     with pytest.raises(UnknownNameError, match="unknown precision 'fp64'"):
         ExtractConfig(backbone="test_resnet", precision="fp64")
 
@@ -325,8 +330,8 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
                              "cifar-10-python.tar.gz"),
         "malformed data dir": (["--backbone", "test_resnet", "--weights", "random", "--dataset", f"imagefolder:{malformed}"], "has no class folders"),
         "unreadable image": (["--backbone", "test_resnet", "--weights", "random", "--image-size", "32", "--dataset", f"imagefolder:{corrupt}"], "test_000.png"),
-        "missing weights file": (["--backbone", "test_resnet", "--dataset", "digits", "--weights", str(tmp_path / "w.safetensors")], "--weights random"),
-        "no pretrained weights offline": (["--backbone", "test_resnet", "--dataset", "digits"], "--weights PATH"),
+        "missing weights file": (["--backbone", "test_resnet", "--dataset", "digits", "--weights", str(tmp_path / "w.safetensors")], "or random (random initialisation"),
+        "no pretrained weights offline": (["--backbone", "test_resnet", "--dataset", "digits"], "a path to a local .safetensors or .pth checkpoint"),
         "cuda without CUDA": (["--backbone", "test_resnet", "--dataset", "digits", "--device", "cuda"], "CUDA is not available"),
         "bad mean": (["--backbone", "test_resnet", "--dataset", "digits", "--mean", "1,2"], "three numbers"),
     }

@@ -23,9 +23,9 @@ def test_cuda_bf16_features_match_cpu_fp32(tmp_path: Path, dataset: str) -> None
         spec = f"imagefolder:{root}"
     else:
         spec = "digits"
-    common = {"weights": "random", "dataset": spec, "image_size": 96, "limit": 64, "batch_size": 16}
-    cpu = featx.extract("resnet18", device="cpu", precision="fp32", **common)
-    gpu = featx.extract("resnet18", device="cuda", **common)  # auto = bf16 on CUDA
+    common = {"backbone": "resnet18", "weights": "random", "image_size": 96, "limit": 64, "batch_size": 16}
+    cpu = featx.extract(spec, device="cpu", precision="fp32", **common)
+    gpu = featx.extract(spec, device="cuda", **common)  # auto = bf16 on CUDA
     assert cpu != gpu  # precision is part of the key
     import h5py
 
@@ -41,9 +41,9 @@ def test_cuda_bf16_features_match_cpu_fp32(tmp_path: Path, dataset: str) -> None
 
 
 def test_cuda_fp32_matches_cpu_fp32(tmp_path: Path) -> None:
-    common = {"weights": "random", "dataset": "digits", "image_size": 64, "limit": 32, "precision": "fp32"}
-    cpu = featx.extract("test_resnet", device="cpu", **common)
-    gpu = featx.extract("test_resnet", device="cuda:0", cache_dir=tmp_path / "gpu", **common)
+    common = {"backbone": "test_resnet", "weights": "random", "image_size": 64, "limit": 32, "precision": "fp32"}
+    cpu = featx.extract("digits", device="cpu", **common)
+    gpu = featx.extract("digits", device="cuda:0", cache_dir=tmp_path / "gpu", **common)
     assert cpu.name == gpu.name  # same key: the device is not part of it
     x_cpu, _, _ = featx.load_features(cpu, "test", dataset=None)
     x_gpu, _, _ = featx.load_features(gpu, "test", dataset=None)

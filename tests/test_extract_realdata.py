@@ -13,7 +13,9 @@ import pytest
 import torch
 
 import featx
-from featx.extraction.backbones import create_backbone, resolve_backbone, resolve_data_config, resolve_weights
+from featx.extraction.backbones import resolve_backbone, resolve_data_config
+from featx.extraction.models import create_backbone
+from featx.extraction.weights import resolve_weights
 from featx.extraction.batches import iter_batches
 from featx.extraction.datasets import load_dataset
 from featx.extraction.engine import extract_features
@@ -70,7 +72,7 @@ def test_on_device_transform_gives_timm_reference_features(cifar_subset: Path) -
 
 
 def test_extract_real_image_folder(cifar_subset: Path) -> None:
-    path = featx.extract("resnet18", weights="random", dataset=f"imagefolder:{cifar_subset}", image_size=64, limit=100)
+    path = featx.extract(f"imagefolder:{cifar_subset}", backbone="resnet18", weights="random", image_size=64, limit=100)
     x_train, y_train, classes = featx.load_features(path, "train", dataset=None)
     x_test, y_test, _ = featx.load_features(path, "test", dataset=None)
     assert classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

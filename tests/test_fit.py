@@ -122,7 +122,7 @@ def test_record_json_round_trip_and_schema(overlapping: Path) -> None:
 def test_run_key_covers_what_changes_the_numbers(overlapping: Path) -> None:
     base = FitConfig(clf="logreg", grid={"C": [0.1, 1]}, cv=3)
     key = plan_run(overlapping, base).key
-    assert plan_run(overlapping, FitConfig(clf="logreg", grid={"C": "1,0.1"}, cv=3, n_jobs=2)).key == key
+    assert plan_run(overlapping, FitConfig(clf="logreg", grid={"C": "1,0.1"}, cv=3)).key == key
     for changed in (
         FitConfig(clf="logreg", grid={"C": [0.1, 2]}, cv=3),
         FitConfig(clf="logreg", grid={"C": [0.1, 1]}, cv=4),
@@ -135,19 +135,19 @@ def test_run_key_covers_what_changes_the_numbers(overlapping: Path) -> None:
 
 
 def test_skip_existing_reuses_an_up_to_date_record(overlapping: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = FitConfig(clf="logreg", grid={"C": [0.1]}, **FAST)
+    config = FitConfig(clf="logreg", grid={"C": [0.1]}, cv=3)
     assert find_existing(overlapping, config) is None
-    first = featx.fit(overlapping, config)
+    first = featx.fit(overlapping, config, n_jobs=1)
     assert find_existing(overlapping, config) == first
 
     def no_search(*args: object, **kwargs: object) -> None:
         raise AssertionError("searched again")
 
     monkeypatch.setattr("featx.fitting.protocol.cross_validate_grid", no_search)
-    assert featx.fit(overlapping, config, skip_existing=True) == first
+    assert featx.fit(overlapping, config, skip_existing=True, n_jobs=1) == first
     first.model_path().unlink()  # a record without its model is not up to date
     with pytest.raises(AssertionError, match="searched again"):
-        featx.fit(overlapping, config, skip_existing=True)
+        featx.fit(overlapping, config, skip_existing=True, n_jobs=1)
 
 
 def test_features_are_read_once(overlapping: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,10 +266,10 @@ def test_bad_feature_files_write_nothing(overlapping: Path, damage: Callable[[Pa
         ({"clf": "logreg", "grid": {"C": "0.1;1"}}, ConfigError, "not a number"),
         ({"clf": "logreg", "grid": {"n_neighbors": [3]}}, UnknownNameError, "grid parameter of logreg"),
         ({"clf": "knn", "grid": {"weights": "closest"}}, ConfigError, "not one of uniform, distance"),
-        ({"clf": "logreg", "cv": 1}, ConfigError, "--cv must be at least 2"),
-        ({"clf": "logreg", "scale": "minmax"}, ConfigError, "unknown --scale"),
-        ({"clf": "logreg", "pca": 0}, ConfigError, "--pca must be at least 1"),
-        ({"clf": "logreg", "n_jobs": 0}, ConfigError, "--n-jobs must not be 0"),
+        ({"clf": "logreg", "cv": 1}, ConfigError, "cv: must be at least 2"),
+        ({"clf": "logreg", "scale": "minmax"}, ConfigError, "scale: unknown scaling 'minmax'"),
+        ({"clf": "logreg", "pca": 0}, ConfigError, "pca: must be at least 1"),
+        ({"clf": "logreg", "n_jobs": 0}, ConfigError, "n_jobs: must not be 0"),
         ({"clf": "logreg", "cv": 31}, FitError, "fewer than the 31 CV folds; use --cv 30"),
         ({"clf": "knn", "grid": {"n_neighbors": [500]}}, FitError, "more than the 140 training rows"),
         ({"clf": "logreg", "pca": 13}, FitError, "more components than the 12 feature columns"),

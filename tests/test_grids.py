@@ -57,9 +57,9 @@ def test_logspace_matches_numpy() -> None:
 def test_bad_c_grids_are_one_clear_error(spec: str, message: str) -> None:
     with warnings.catch_warnings(), pytest.raises(ConfigError, match=message) as error:
         warnings.simplefilter("error")  # no numpy overflow warning on the way to the error
-        parse_float_grid(spec, option="--C-grid")
+        parse_float_grid(spec, field="grid.C")
     text = str(error.value)
-    assert text.startswith("bad --C-grid") and "\n" not in text and "logspace:LO:HI:N" in text
+    assert text.startswith("grid.C: bad value") and "\n" not in text and "logspace:LO:HI:N" in text
 
 
 def test_int_grid() -> None:
@@ -71,21 +71,21 @@ def test_int_grid() -> None:
 
 
 def test_choice_grid_keeps_order_and_rejects_unknown() -> None:
-    assert parse_choice_grid("distance,Uniform,distance", option="--weights", rule=WEIGHTS) == ("distance", "uniform")
+    assert parse_choice_grid("distance,Uniform,distance", field="grid.weights", rule=WEIGHTS) == ("distance", "uniform")
     with pytest.raises(ConfigError, match="'nearest' is not one of uniform, distance"):
-        parse_choice_grid("nearest", option="--weights", rule=WEIGHTS)
+        parse_choice_grid("nearest", field="grid.weights", rule=WEIGHTS)
 
 
 def test_python_values_get_the_same_checks() -> None:
     rule = ValueRule("float", exclusive_minimum=0.0)
-    assert normalize_values([1, 0.1], option="C", rule=rule) == (0.1, 1.0)
-    assert normalize_values("logspace:0:1:2", option="C", rule=rule) == (1.0, 10.0)
+    assert normalize_values([1, 0.1], field="grid.C", rule=rule) == (0.1, 1.0)
+    assert normalize_values("logspace:0:1:2", field="grid.C", rule=rule) == (1.0, 10.0)
     for bad in ([], [0.0], ["a"], [True], [float("nan")]):
         with pytest.raises(ConfigError):
-            normalize_values(bad, option="C", rule=rule)
+            normalize_values(bad, field="grid.C", rule=rule)
     with pytest.raises(ConfigError, match="whole number"):
-        normalize_values([1.5], option="k", rule=ValueRule("int", minimum=1))
-    assert normalize_values([np.int64(3), 1.0], option="k", rule=ValueRule("int", minimum=1)) == (1, 3)
+        normalize_values([1.5], field="grid.n_neighbors", rule=ValueRule("int", minimum=1))
+    assert normalize_values([np.int64(3), 1.0], field="grid.n_neighbors", rule=ValueRule("int", minimum=1)) == (1, 3)
 
 
 @given(st.lists(st.floats(min_value=1e-6, max_value=1e6, allow_nan=False), min_size=1, max_size=20))

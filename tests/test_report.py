@@ -18,7 +18,9 @@ from PIL import Image
 import featx
 from featx.cli import main
 from featx.core.errors import ReportError
-from featx.reporting.render import classifier_label, extract_command, fit_command, weights_kind, weights_text
+from featx.fitting.classifiers import classifier_label
+from featx.reporting.model import weights_kind, weights_text
+from featx.reporting.provenance import extract_command, fit_command
 from tests.reportdata import PRETRAINED, RANDOM, features, fit_all, two_backbones
 
 

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 import featx
 from featx.cli import main
-from featx.runner.pipeline import Outcome, TaskGraph, execute_serial, plan_pipeline, run_pipeline, run_task
+from featx.runner.graph import Outcome, TaskGraph, execute_serial, run_task
+from featx.runner.pipeline import plan_pipeline, run_pipeline
 from featx.runner.spec import PipelineSpec, load_pipeline
 
 TINY = """
@@ -93,11 +94,11 @@ def test_a_rerun_builds_no_model_and_fits_nothing(spec: PipelineSpec, monkeypatc
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished pipeline must not redo this")
 
-    import featx.extraction.backbones
+    import featx.extraction.models
     import featx.fitting.projection
     import featx.fitting.protocol
 
-    monkeypatch.setattr(featx.extraction.backbones, "create_backbone", forbidden)
+    monkeypatch.setattr(featx.extraction.models, "create_backbone", forbidden)
     monkeypatch.setattr(featx.fitting.protocol, "_cross_validate", forbidden)
     monkeypatch.setattr(featx.fitting.projection, "_scatter_png", forbidden)
     again = run_pipeline(spec)
@@ -117,7 +118,7 @@ def test_force_refits_and_force_extract_extracts_again(spec: PipelineSpec, monke
 def test_a_failed_extraction_skips_its_fits_and_the_rest_runs(spec: PipelineSpec, tmp_path: Path) -> None:
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a checkpoint")
-    bad = dataclasses.replace(spec.backbones[1], weights=str(broken))
+    bad = spec.backbones[1].replace(config=spec.backbones[1].config.replace(weights=str(broken)))
     result = run_pipeline(PipelineSpec(name="half", dataset=spec.dataset, backbones=(spec.backbones[0], bad), classifiers=spec.classifiers))
     assert not result.ok
     statuses = {key: outcome.status for key, outcome in result.outcomes.items()}
@@ -197,7 +198,7 @@ def test_cli_bad_pipeline_is_one_line_naming_the_key(tmp_path: Path) -> None:
     bad.write_text(textwrap.dedent(TINY).replace("image_size: 32", "image_size: -1"))
     result = CliRunner().invoke(main, ["run", str(bad)])
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"featx: error: {bad}: extract.image_size: image_size must be a positive integer, got -1"
+    assert result.stderr.strip() == f"featx: error: {bad}: extract.image_size: must be at least 1, got -1"
     assert not reports().exists()
 
 
@@ -210,9 +211,9 @@ def test_cli_run_with_a_failed_task_exits_2_after_the_report(tiny: Path) -> None
 
 def test_the_facade_exports_the_new_verbs_as_functions() -> None:
     import featx.reporting.render
-    import featx.runner.demo
+    import featx.runner.demo_run
     import featx.runner.pipeline
 
     assert {"report", "run_pipeline", "load_pipeline", "PipelineSpec", "demo"} <= set(dir(featx))
-    assert featx.report is featx.reporting.render.report and featx.demo is featx.runner.demo.demo  # functions, not modules
+    assert featx.report is featx.reporting.render.report and featx.demo is featx.runner.demo_run.demo  # functions, not modules
     assert featx.run_pipeline is run_pipeline and featx.load_pipeline is load_pipeline

@@ -21,12 +21,14 @@ from featx.cache import load_features, open_features, read_info, verify_file, wr
 from featx.cache.shards import ShardSpec, shard_bounds, stitch, stitch_entry
 from featx.cli import main
 from featx.core.errors import CacheError, ConfigError
-from featx.extraction.engine import ExtractConfig, extract_shard, plan_extraction
+from featx.extraction.config import ExtractConfig
+from featx.extraction.engine import extract_shard, plan_extraction
 from tests.conftest import make_features
 
 KEY = "5ba4d5ba4d5ba4d0"
 CLASSES = ["a", "b", "c"]
-TINY = {"weights": "random", "image_size": 32, "dataset": "digits", "limit": 30, "batch_size": 8}
+TINY_DATA = "digits"
+TINY = {"weights": "random", "image_size": 32, "limit": 30, "batch_size": 8}  # ExtractConfig fields and extract's options
 TINY_ARGS = ["--backbone", "test_resnet", "--weights", "random", "--image-size", "32", "--dataset", "digits", "--limit", "30", "--batch-size", "8"]
 
 
@@ -170,7 +172,7 @@ def test_cache_rm_and_stitch_by_count_on_an_unfinished_set(arrays) -> None:
 
 def test_shard_array_through_the_cli_equals_the_unsharded_extraction(monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
-    reference = featx.extract("test_resnet", **TINY, cache_dir=cache_root() / "reference")
+    reference = featx.extract(TINY_DATA, backbone="test_resnet", **TINY, cache_dir=cache_root() / "reference")
     first = runner.invoke(main, ["extract", *TINY_ARGS, "--shard", "0/2"])
     assert first.exit_code == 0, first.output
     entry = cache_root() / "digits" / reference.name  # the unsharded key
@@ -190,8 +192,8 @@ def test_shard_array_through_the_cli_equals_the_unsharded_extraction(monkeypatch
     assert f'"key": "{entry.stem.rsplit("__", 1)[-1]}"' in fitted.output
 
     # a plain extract with the same options is a cache hit on the stitched entry
-    monkeypatch.setattr("featx.extraction.backbones.create_backbone", lambda *a, **k: pytest.fail("built a model on a cache hit"))
-    assert featx.extract("test_resnet", **TINY) == entry
+    monkeypatch.setattr("featx.extraction.models.create_backbone", lambda *a, **k: pytest.fail("built a model on a cache hit"))
+    assert featx.extract(TINY_DATA, backbone="test_resnet", **TINY) == entry
     entry.unlink()  # the stitched file lost: `featx cache stitch` rebuilds it from the shards
     restitched = runner.invoke(main, ["cache", "stitch", entry.stem.rsplit("__", 1)[-1][:8]])
     assert restitched.exit_code == 0 and Path(restitched.stdout.strip()) == entry and verify_file(entry) == []
@@ -209,20 +211,20 @@ def test_shard_options_are_checked() -> None:
 
 
 def test_a_rerun_recomputes_only_the_missing_shard() -> None:
-    config = ExtractConfig(backbone="test_resnet", **TINY)
-    results = [extract_shard(config, ShardSpec(k, 3)) for k in range(3)]
+    config = ExtractConfig(backbone="test_resnet", weights="random", image_size=32, limit=30)
+    results = [extract_shard(TINY_DATA, config, ShardSpec(k, 3), batch_size=8) for k in range(3)]
     assert [r.computed for r in results] == [True] * 3 and [r.stitched is not None for r in results] == [False, False, True]
     entry = results[-1].stitched
     stamps = {r.path: r.path.stat().st_mtime_ns for r in results}
     results[1].path.unlink()
     with pytest.raises(CacheError, match="shard-1-of-3.h5"):
         open_features(entry)
-    again = [extract_shard(config, ShardSpec(k, 3)) for k in range(3)]
+    again = [extract_shard(TINY_DATA, config, ShardSpec(k, 3), batch_size=8) for k in range(3)]
     assert [r.computed for r in again] == [False, True, False]
     assert again[1].stitched == entry and verify_file(entry) == []  # stitched again by the recomputed shard
     assert all(r.path.stat().st_mtime_ns == stamps[r.path] for r in (again[0], again[2]))
     # once the entry is trusted, every shard is a cache hit
-    assert all(not extract_shard(config, ShardSpec(k, 3)).computed for k in range(3))
+    assert all(not extract_shard(TINY_DATA, config, ShardSpec(k, 3), batch_size=8).computed for k in range(3))
     # an unsharded extraction (--force) replaces the stitched entry and removes its shard files
-    assert featx.extract(config.backbone, **TINY, force=True) == entry == plan_extraction(config).path
+    assert featx.extract(TINY_DATA, config, batch_size=8, force=True) == entry == plan_extraction(TINY_DATA, config).path
     assert not read_info(entry).stitched and not cachefile.shards_dir(entry).exists()

@@ -16,7 +16,7 @@ import click
 
 from featx._version import __version__
 from featx.core.console import setup_logging
-from featx.core.errors import FeatxError
+from featx.core.errors import ConfigError, FeatxError
 
 # command name -> "module:attribute"; modules import the heavy library parts lazily.
 COMMANDS: dict[str, str] = {
@@ -50,7 +50,8 @@ class FeatxGroup(click.Group):
         except FeatxError as error:
             if ctx.find_root().params.get("debug"):
                 raise
-            click.echo(f"featx: error: {error}", err=True)
+            command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            click.echo(f"featx: error: {_as_flags(error, command)}", err=True)
             ctx.exit(EXIT_USAGE)
         except click.UsageError as error:  # a bad option value, a missing argument: one line too
             if ctx.find_root().params.get("debug"):
@@ -58,6 +59,31 @@ class FeatxGroup(click.Group):
             where = error.ctx.command_path if error.ctx is not None else "featx"
             click.echo(f"featx: error: {error.format_message()} (see `{where} --help`)", err=True)
             ctx.exit(EXIT_USAGE)
+
+
+def _as_flags(error: FeatxError, command: click.Command | None) -> str:
+    """The error's text, with the config field it names shown as the command's flag
+    (``cv: must be at least 2`` -> ``--cv: must be at least 2``)."""
+    if not isinstance(error, ConfigError) or not error.field or error.path or command is None:
+        return str(error)
+    flag = flag_for(command, error.field)
+    return f"{flag}: {error.problem}" if flag else str(error)
+
+
+def flag_for(command: click.Command, field: str) -> str | None:
+    """The option of ``command`` that sets the config field ``field`` (``n_jobs`` ->
+    ``--n-jobs``, ``grid.C`` -> ``--C-grid``), or None when it has none."""
+    head, _, rest = field.partition(".")
+    if head == "grid" and rest:
+        from featx.fitting.classifiers import CLASSIFIERS
+
+        options = {param.name: param.option for spec in CLASSIFIERS.values() for param in spec.grid}
+        flag = options.get(rest)
+        return flag if flag and any(flag in p.opts for p in command.params) else f"--grid {rest}="
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name in (field, head):
+            return max(param.opts, key=len)
+    return None
 
 
 @click.group(cls=FeatxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

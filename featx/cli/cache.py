@@ -10,7 +10,7 @@ import click
 from featx.cli.options import cache_dir_option
 
 if TYPE_CHECKING:
-    from featx.cache import CacheInfo
+    from featx.cache.reader import CacheInfo
     from featx.cache.shards import ShardSet
 
 
@@ -39,7 +39,7 @@ def ls(cache_dir: str | None, as_json: bool) -> None:
     Example:
       featx cache ls
     """
-    from featx.cache import list_entries
+    from featx.cache.manage import list_entries
     from featx.cache.shards import unfinished_shard_sets
     from featx.core.console import format_table, human_bytes
 
@@ -63,7 +63,9 @@ def ls(cache_dir: str | None, as_json: bool) -> None:
 
 
 def _entry_summary(info: CacheInfo) -> dict[str, Any]:
-    if info.attrs.get("damaged") or (info.complete and not _trustworthy(info)):
+    from featx.cache.reader import is_trusted
+
+    if info.attrs.get("damaged") or (info.complete and not is_trusted(info.path, tuple(info.splits))):
         state = "damaged (see featx cache verify)"
     elif info.complete:
         state = f"complete ({len(info.shard_files)} shards)" if info.stitched else "complete"
@@ -83,19 +85,6 @@ def _entry_summary(info: CacheInfo) -> dict[str, Any]:
         "size_bytes": info.size_bytes,
         "state": state,
     }
-
-
-def _trustworthy(info: CacheInfo) -> bool:
-    """Whether a complete-looking entry passes the checks made when it is opened (format
-    version, shapes, shard files), without reading its features."""
-    from featx.cache import open_features
-    from featx.core.errors import CacheError
-
-    try:
-        open_features(info.path, splits=tuple(info.splits))
-    except CacheError:
-        return False
-    return True
 
 
 def _shard_set_summary(shard_set: ShardSet) -> dict[str, Any]:
@@ -122,7 +111,8 @@ def info(key: str, cache_dir: str | None) -> None:
     Example:
       featx cache info 3f2a9c
     """
-    from featx.cache import find_entry, read_info
+    from featx.cache.manage import find_entry
+    from featx.cache.reader import read_info
 
     entry = read_info(find_entry(key, cache_dir))
     click.echo(f"path: {entry.path}")
@@ -145,7 +135,7 @@ def rm(keys: tuple[str, ...], cache_dir: str | None) -> None:
     Example:
       featx cache rm 3f2a9c
     """
-    from featx.cache import remove_entry
+    from featx.cache.manage import remove_entry
 
     for key in keys:
         for path in remove_entry(key, cache_dir):
@@ -186,7 +176,8 @@ def verify(keys: tuple[str, ...], cache_dir: str | None) -> None:
     Example:
       featx cache verify
     """
-    from featx.cache import find_entry, list_entries, verify_file
+    from featx.cache.manage import find_entry, list_entries
+    from featx.cache.reader import verify_file
     from featx.core.errors import CacheError
 
     targets = [find_entry(k, cache_dir) for k in keys] if keys else [e.path for e in list_entries(cache_dir) if not e.partial]

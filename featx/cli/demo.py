@@ -13,11 +13,11 @@ from featx.cli.options import cache_dir_option, reports_dir_option
 @click.option("--weights", type=click.Choice(("auto", "pretrained", "random")), default="auto", show_default=True,
               help="auto: pretrained weights where they are already on this machine, else random ones (flagged); "
                    "pretrained: as timm loads them (may download); random: random everywhere.")
-@click.option("--pipeline", type=click.Path(dir_okay=False), default=None, help="Run another pipeline file the same way [default: pipelines/demo.yaml].")
+@click.option("--pipeline", type=click.Path(dir_okay=False), default=None, help="Run another pipeline file the same way [default: the demo pipeline shipped with featx].")
 @cache_dir_option
 @reports_dir_option
 def demo(weights: str, pipeline: str | None, cache_dir: str | None, reports_dir: str | None) -> None:
-    """Run pipelines/demo.yaml end to end with no network and no download: two small timm
+    """Run the demo pipeline shipped with featx end to end with no network and no download: two small timm
     backbones on scikit-learn's embedded digits, three grid-searched classifiers, PCA
     plots, then the report. Under 3 minutes on 2 CPU cores.
 
@@ -29,7 +29,7 @@ def demo(weights: str, pipeline: str | None, cache_dir: str | None, reports_dir:
       featx demo
     """
     from featx.core.errors import FeatxError
-    from featx.runner.demo import demo as run_demo
+    from featx.runner.demo_run import demo as run_demo
 
     if weights != "pretrained":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read when huggingface_hub is imported: nothing here may reach the network

@@ -5,8 +5,12 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import cache_dir_option, scheduler_option, shards_option
+from featx.extraction.config import PRECISIONS
 from featx.extraction.dataconfig import CROP_MODES, INTERPOLATIONS
-from featx.extraction.engine import PRECISIONS
+
+#: ExtractConfig fields among the options; the others are ExtractOptions (how it runs)
+CONFIG_OPTIONS = ("backbone", "weights", "image_size", "interpolation", "mean", "std", "crop_pct", "crop_mode", "precision",
+                  "limit", "seed", "test_fraction", "skip_bad")
 
 
 @click.command()
@@ -41,7 +45,7 @@ from featx.extraction.engine import PRECISIONS
 @click.option("--shard", "shard", default=None, metavar="K/N",
               help="Compute only shard K (from 0) of N, here, without Dask (one job of a Slurm-style array); the last one stitches the entry.")
 @cache_dir_option
-def extract(scheduler: str | None, shards: int | None, shard: str | None, **options: object) -> None:
+def extract(dataset: str, scheduler: str | None, shards: int | None, shard: str | None, **options: object) -> None:
     """Extract pooled pre-logits features of a frozen timm backbone into the cache.
 
     Prints the path of the cache file. A second run with the same options is a cache
@@ -60,25 +64,27 @@ def extract(scheduler: str | None, shards: int | None, shard: str | None, **opti
       featx extract --backbone resnet50 --shard $SLURM_ARRAY_TASK_ID/8      # one shard per array job (--array=0-7)
     """
     from featx.cache.shards import ShardSpec
-    from featx.cluster.executor import connect, extract_on_cluster, scheduler_address
+    from featx.cluster.scheduler import connect, scheduler_address
     from featx.core.errors import ConfigError
-    from featx.extraction.engine import ExtractConfig, extract_shard
-    from featx.extraction.engine import extract as run_extract
+    from featx.extraction.config import ExtractConfig
+    from featx.extraction.engine import extract as run_extract, extract_shard
 
     options["download"] = not options.pop("no_download")
-    config = ExtractConfig.from_mapping(options)
+    config = ExtractConfig(**{name: options.pop(name) for name in CONFIG_OPTIONS})
     scheduler = scheduler_address(scheduler)
     if shard is not None:
         if shards is not None or scheduler is not None:
             raise ConfigError("--shard K/N runs one shard here, without Dask; drop --shards and --scheduler (or unset FEATX_SCHEDULER)")
-        result = extract_shard(config, ShardSpec.parse(shard))
+        result = extract_shard(dataset, config, ShardSpec.parse(shard), **options)  # type: ignore[arg-type]
         click.echo(str(result.stitched or result.path))
         return
     if scheduler is None:
         if shards is not None:
             raise ConfigError("--shards N needs a Dask scheduler (--scheduler ADDRESS or local:N, or FEATX_SCHEDULER); "
                               "to compute one shard here, use --shard K/N")
-        click.echo(str(run_extract(config)))
+        click.echo(str(run_extract(dataset, config, **options)))  # type: ignore[arg-type]
         return
+    from featx.cluster.tasks import extract_on_cluster
+
     with connect(scheduler) as client:
-        click.echo(str(extract_on_cluster(client, config, shards=shards)))
+        click.echo(str(extract_on_cluster(client, dataset, config, shards=shards, **options)))

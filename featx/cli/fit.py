@@ -40,7 +40,7 @@ class FitCommand(click.Command):
 @scale_option
 @click.option("--pca", type=int, default=None, help="Keep N principal components before the classifier.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the folds, PCA and the classifier.")
-@click.option("--n-jobs", type=int, default=-1, show_default=True, help="Parallel fold workers; -1: all cores. With --scheduler: folds in flight on the cluster; -1: all.")
+@click.option("--n-jobs", type=int, default=-1, show_default=True, help="Folds fitted at once; -1: all cores. With --scheduler: folds in flight on the cluster, -1: as many as it has cores (1 fits them here).")
 @click.option("--skip-existing", is_flag=True, help="Print the record of an identical earlier run instead of fitting again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 @scheduler_option
@@ -81,17 +81,25 @@ def fit(
       featx fit --features features/cifar10/vgg16__ab12cd.h5 --clf linearsvc --scale l2 --pca 256 --json
       featx fit --features resnet50 --clf linearsvc --scheduler tcp://head:8786     # folds on a Dask cluster
     """
-    from featx.cluster.executor import connect
+    import contextlib
+
+    from featx.cluster.scheduler import connect
     from featx.fitting.classifiers import get_classifier
-    from featx.fitting.protocol import FitConfig
+    from featx.fitting.config import FitConfig
     from featx.fitting.protocol import fit as run_fit
 
     spec = get_classifier(clf)
     given = {"--C-grid": c_grid, "--k-grid": k_grid, "--weights": weights, "--metric": metric}
     grid = grid_from_options(spec, {option: value for option, value in given.items() if value is not None}, extra_grid)
-    config = FitConfig(clf=clf, grid=grid, cv=cv, scale=scale, pca=pca, seed=seed, n_jobs=n_jobs)
-    with connect(scheduler) as client:
-        record = run_fit(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, skip_existing=skip_existing, client=client)
+    config = FitConfig(clf=clf, grid=grid, cv=cv, scale=scale, pca=pca, seed=seed)
+    with connect(scheduler) as client, contextlib.ExitStack() as stack:
+        environment = None
+        if client is not None:
+            from featx.cluster.scheduler import fold_work_on
+
+            environment = stack.enter_context(fold_work_on(client))
+        record = run_fit(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, skip_existing=skip_existing,
+                         n_jobs=n_jobs, environment=environment)
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
     else:

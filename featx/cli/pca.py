@@ -26,10 +26,10 @@ def pca(features: str, scale: str, per_class: int, seed: int, skip_existing: boo
     Example:
       featx pca --features resnet50
     """
-    from featx.fitting.projection import pca as run_pca
+    from featx.fitting.projection import PcaConfig, pca as run_pca
 
-    result = run_pca(features, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, scale=scale, per_class=per_class, seed=seed,
-                     skip_existing=skip_existing)
+    config = PcaConfig(scale=scale, per_class=per_class, seed=seed)
+    result = run_pca(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, skip_existing=skip_existing)
     marks = ", ".join(f"{count} for {mark}" for mark, count in result.components_for.items())
     click.echo(f"components needed: {marks} of the variance ({len(result.explained_variance_ratio)} in all)")
     click.echo(f"scatter:  {result.scatter_png}")

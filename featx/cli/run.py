@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import cache_dir_option, command_line, reports_dir_option, scheduler_option, shards_option
-from featx.extraction.engine import PRECISIONS
+from featx.extraction.config import PRECISIONS
 
 
 @click.command()
@@ -73,9 +73,10 @@ def run(
       featx run pipelines/cifar10-modern.yaml --device cuda --backbone vit_small_patch14_dinov2.lvd142m
       featx run pipelines/cifar10-classic.yaml --scheduler tcp://head:8786 --shards 4
     """
-    from featx.cluster.executor import connect, pipeline_executor, scheduler_address
+    from featx.cluster.scheduler import connect, scheduler_address
     from featx.core.errors import ConfigError, FeatxError
-    from featx.runner.pipeline import describe_graph, execute_serial, plan_pipeline, run_pipeline
+    from featx.runner.graph import describe_graph, execute_serial
+    from featx.runner.pipeline import plan_pipeline, run_pipeline
     from featx.runner.spec import load_pipeline
 
     scheduler = scheduler_address(scheduler)
@@ -91,7 +92,12 @@ def run(
         click.echo(describe_graph(graph))
         return
     with connect(scheduler) as client:
-        executor = execute_serial if client is None else pipeline_executor(client, shards=shards)
+        if client is None:
+            executor = execute_serial
+        else:
+            from featx.cluster.executor import pipeline_executor
+
+            executor = pipeline_executor(client, shards=shards)
         result = run_pipeline(spec, force=force, force_extract=force_extract, cache_dir=cache_dir, reports_dir=reports_dir,
                               executor=executor, report=not no_report, command=command_line(ctx))
     click.echo(result.summary())

@@ -1,49 +1,25 @@
-"""timm backbones: name checks, weights, data config, and creating the frozen model.
+"""timm backbones: name checks, data config, and creating the frozen model.
 
 Everything that goes into the cache key is resolved here *without* building the model:
 the name and pretrained tag come from timm's registry (``get_pretrained_cfg``, a dict
-lookup), the weights identity from the tag or the checkpoint's sha256. So a cache hit
-never instantiates or loads a network.
-
-Weights, as ``--weights`` takes them:
-
-* ``pretrained`` (default): timm's own loading, which reads the Hugging Face hub cache
-  (``$HF_HOME/hub``, ``HF_HUB_CACHE``) and honours ``HF_HUB_OFFLINE``. Identity: the
-  hub id / address of the tag (``pretrained:timm/resnet50.a1_in1k``).
-* a path to a ``.safetensors`` or ``.pth`` state dict (a full classifier checkpoint; the
-  classifier is dropped). Loaded through timm's ``pretrained_cfg_overlay=dict(file=...)``
-  so that timm's checkpoint filters apply. Identity: ``file:sha256:<hex>`` (the tag is
-  kept by the overlay, so it cannot identify the weights).
-* ``random``: explicit random initialisation, seeded. Identity: ``random:seed=<n>``.
-
-Failing to get weights is a :class:`WeightsError` naming the three options; featx never
-falls back to random weights by itself.
+lookup), the data config from the model's pretrained config under the user's overrides,
+and the weights identity in :mod:`featx.extraction.weights`. So a cache hit never
+instantiates or loads a network; :mod:`featx.extraction.models` builds the frozen model.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from featx.core.errors import ConfigError, UnknownNameError, WeightsError
-from featx.core.hashing import file_sha256
+from featx.core.errors import ConfigError, UnknownNameError
 from featx.core.registry import closest_names
 from featx.extraction.dataconfig import DataConfig, config_from_mapping
-
-if TYPE_CHECKING:  # torch and timm are imported only when a model is built
-    import torch
 
 log = logging.getLogger(__name__)
 
 CLASSIC_BACKBONES = ("vgg16", "vgg19", "inception_v3", "resnet50")
-WEIGHT_KEYWORDS = ("pretrained", "random")
-WEIGHTS_OPTIONS = (
-    "--weights pretrained (network access, or the weights already in the Hugging Face hub cache), "
-    "--weights PATH (a local .safetensors or .pth checkpoint), or --weights random (random initialisation, explicitly)"
-)
 # timm's defaults when a model has no pretrained config (timm.data.constants)
 TIMM_DEFAULTS: dict[str, Any] = {
     "input_size": (3, 224, 224),
@@ -86,28 +62,6 @@ class Backbone:
         """Where timm would fetch the pretrained weights from ("" when nowhere)."""
         cfg = self.pretrained_cfg
         return str(cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file") or "")
-
-
-@dataclass(frozen=True)
-class Weights:
-    """Which weights to load, and their identity for the cache key.
-
-    Attributes:
-        mode: "pretrained", "file" or "random".
-        identity: ``pretrained:<hub id or address>``, ``file:sha256:<hex>`` or ``random:seed=<n>``.
-        path: the checkpoint file (mode "file").
-        seed: the initialisation seed (mode "random").
-    """
-
-    mode: str
-    identity: str
-    path: Path | None = None
-    seed: int = 0
-
-    @property
-    def sha256(self) -> str:
-        """The checkpoint's sha256, or "" when not a file."""
-        return self.identity.rsplit(":", 1)[-1] if self.mode == "file" else ""
 
 
 def resolve_backbone(name: str) -> Backbone:
@@ -184,166 +138,3 @@ def resolve_data_config(
     explicit = {"interpolation": interpolation, "mean": mean, "std": std, "crop_pct": crop_pct, "crop_mode": crop_mode}
     merged.update({key: value for key, value in explicit.items() if value is not None})
     return config_from_mapping(merged)
-
-
-def resolve_weights(value: str | os.PathLike[str], backbone: Backbone, *, seed: int = 0) -> Weights:
-    """Turn ``--weights`` into a :class:`Weights`, hashing a checkpoint file.
-
-    The words ``pretrained`` and ``random`` are keywords; a file of that name is given
-    as ``./random``.
-
-    Raises:
-        WeightsError: the file does not exist, or the model has no pretrained weights.
-    """
-    text = os.fspath(value)
-    if text == "random":
-        return Weights(mode="random", identity=f"random:seed={seed}", seed=seed)
-    if text == "pretrained":
-        if not backbone.weights_source:
-            raise WeightsError(f"timm has no pretrained weights for {backbone.name}; use {WEIGHTS_OPTIONS}")
-        return Weights(mode="pretrained", identity=f"pretrained:{backbone.weights_source}")
-    path = Path(text).expanduser()
-    if not path.is_file():
-        what = "is a directory, not a checkpoint file" if path.is_dir() else "not found"
-        raise WeightsError(f"weights file {path} {what}; use {WEIGHTS_OPTIONS}")
-    return Weights(mode="file", identity=f"file:sha256:{file_sha256(path)}", path=path)
-
-
-def hub_cache_dir() -> Path | None:
-    """The Hugging Face hub cache named by the environment *now* (``HF_HUB_CACHE``, ``HF_HOME``).
-
-    huggingface_hub reads these once, when first imported; reading them per call lets a
-    long-lived process (or a test) point featx at another cache.
-    """
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return None
-
-
-def pretrained_cached(backbone: Backbone) -> bool:
-    """Whether this backbone's pretrained weights are on this machine, where timm looks first.
-
-    Checks without any network access: weights published on the Hugging Face hub
-    (``hf_hub_id``, what timm 1.0 loads from when it is set) in the hub cache, else
-    weights published at a URL in torch's hub checkpoint folder. Used by ``featx demo``
-    to choose pretrained weights only when it can have them offline.
-    """
-    cfg = backbone.pretrained_cfg
-    hub_id = str(cfg.get("hf_hub_id") or "")
-    if hub_id:
-        from huggingface_hub import try_to_load_from_cache
-
-        repo, _, revision = hub_id.partition("@")
-        names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else ["model.safetensors", "pytorch_model.bin"]
-        cache = hub_cache_dir()
-        return any(
-            isinstance(try_to_load_from_cache(repo, name, cache_dir=str(cache) if cache else None, revision=revision or None), str)
-            for name in names
-        )
-    url = str(cfg.get("url") or "")
-    if url:
-        torch_home = Path(os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch")
-        return (torch_home.expanduser() / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]).is_file()
-    return False
-
-
-def create_backbone(backbone: Backbone, weights: Weights, *, image_size: tuple[int, int] | None = None) -> torch.nn.Module:
-    """Build the frozen feature extractor: ``num_classes=0`` (pooled pre-logits), eval mode.
-
-    Args:
-        backbone: the resolved backbone.
-        weights: which weights to load.
-        image_size: the input ``(height, width)``; when it differs from the pretrained
-            config's, models built for a fixed size (ViTs) are built for this one (timm
-            resamples their position embeddings); other models ignore it.
-
-    Returns:
-        A ``torch.nn.Module`` on the CPU, in eval mode, with gradients off.
-
-    Raises:
-        WeightsError: the weights cannot be obtained or do not fit the model.
-    """
-    import torch
-
-    kwargs: dict[str, Any] = {"num_classes": 0}
-    if weights.mode == "file":
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights.path)})
-    elif weights.mode == "pretrained":
-        cache = hub_cache_dir()
-        kwargs.update(pretrained=True, **({"cache_dir": str(cache)} if cache and _takes_cache_dir() else {}))
-    native = tuple(backbone.pretrained_cfg.get("input_size") or TIMM_DEFAULTS["input_size"])[1:]
-    if image_size is not None and tuple(image_size) != native:
-        kwargs["img_size"] = tuple(image_size)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(weights.seed)  # random weights are reproducible; loaded ones overwrite them
-            model = _create(backbone, kwargs)
-    except Exception as error:  # timm, huggingface_hub, torch.load and safetensors all raise their own types
-        raise WeightsError(_weights_failure(backbone, weights, error)) from error
-    model.eval()
-    model.requires_grad_(False)
-    return model
-
-
-def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Fold eval-mode BatchNorm layers into the convolutions before them, for inference.
-
-    Uses ``torch.fx`` (``torch.fx.experimental.optimization.fuse``), so it applies where
-    the model can be traced (ResNets, Inception v3, ...); other models (VGG and ViTs have
-    control flow on tensors) come back unchanged. The features change only by float
-    rounding (relative 1e-7, well inside what the cache key ignores, like a different
-    convolution algorithm); CPU inference of resnet50 gets about 10 % faster, and
-    small ResNets more, because each fused layer reads and writes its activations once.
-
-    Args:
-        model: a module in eval mode.
-
-    Returns:
-        The folded ``torch.fx.GraphModule``, or ``model`` itself.
-    """
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        return fuse(model, inplace=True)
-    except Exception as error:  # tracing fails on data-dependent control flow: keep the model
-        log.debug("BatchNorm not folded (%s: %s)", type(error).__name__, error)
-        return model
-
-
-def _takes_cache_dir() -> bool:
-    """Whether this timm's ``create_model`` accepts ``cache_dir`` (older 1.0 releases do not;
-    they use the hub's default cache, which also follows ``HF_HOME``)."""
-    import inspect
-
-    import timm
-
-    return "cache_dir" in inspect.signature(timm.create_model).parameters
-
-
-def _create(backbone: Backbone, kwargs: dict[str, Any]) -> torch.nn.Module:
-    import timm
-
-    name = f"{backbone.architecture}.{backbone.tag}" if backbone.tag else backbone.architecture
-    try:
-        return timm.create_model(name, **kwargs)
-    except TypeError as error:
-        if "img_size" not in kwargs or "img_size" not in str(error):
-            raise
-    # a model that takes any input size (CNNs): build it without img_size
-    return timm.create_model(name, **{k: v for k, v in kwargs.items() if k != "img_size"})
-
-
-def _weights_failure(backbone: Backbone, weights: Weights, error: BaseException) -> str:
-    reason = " ".join(str(error).split())[:300] or type(error).__name__
-    if weights.mode == "file":
-        return f"cannot load weights from {weights.path} into {backbone.name}: {reason}; use {WEIGHTS_OPTIONS}"
-    if weights.mode == "pretrained":
-        cache = hub_cache_dir() or Path("~/.cache/huggingface/hub")
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"} else ""
-        return (
-            f"cannot get pretrained weights for {backbone.name} ({backbone.weights_source}){offline}: "
-            f"{type(error).__name__}: {reason}; the hub cache looked in is {cache}; use {WEIGHTS_OPTIONS}"
-        )
-    return f"cannot build {backbone.name}: {reason}"

@@ -138,7 +138,7 @@ def shrinks(height: int, width: int, config: DataConfig) -> bool:
     return resize[0] < height or resize[1] < width
 
 
-def parse_triple(values: Sequence[float] | str | float | None, *, name: str) -> tuple[float, float, float] | None:
+def parse_triple(values: Sequence[float] | str | float | None) -> tuple[float, float, float] | None:
     """Accept ``"0.5,0.5,0.5"``, one number for all channels (``0.5`` or ``"0.5"``), or a
     sequence of three.
 
@@ -153,12 +153,17 @@ def parse_triple(values: Sequence[float] | str | float | None, *, name: str) -> 
         try:
             values = [float(v) for v in values.replace(" ", "").split(",") if v]
         except ValueError:
-            raise ConfigError(f"--{name} takes three comma-separated numbers, got {values!r}") from None
-    numbers = tuple(float(v) for v in values)
+            raise ConfigError(f"takes three comma-separated numbers, got {values!r}") from None
+    try:
+        numbers = tuple(float(v) for v in values if not isinstance(v, bool))
+    except (TypeError, ValueError):
+        raise ConfigError(f"takes three numbers (one per channel), got {values!r}") from None
+    if len(numbers) != len(values):
+        raise ConfigError(f"takes three numbers (one per channel), got {values!r}")
     if len(numbers) == 1:
         numbers = numbers * 3
     if len(numbers) != 3:
-        raise ConfigError(f"--{name} takes three numbers (one per channel), got {len(numbers)}")
+        raise ConfigError(f"takes three numbers (one per channel), got {len(numbers)}")
     return numbers  # type: ignore[return-value]
 
 

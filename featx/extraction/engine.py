@@ -11,8 +11,10 @@ Two layers:
   moved into place atomically). :func:`extract_shard` does the same for one contiguous
   block of rows of a sharded extraction (see :mod:`featx.cache.shards`).
 
-The module is called ``extraction`` (not ``extract``) so that ``featx.extract`` stays the
-function: importing a submodule ``featx.extract`` would replace the package attribute.
+The verbs take the data set, an :class:`~featx.extraction.config.ExtractConfig` and the
+options as keywords; the runner and the Dask executor hand over an
+:class:`~featx.extraction.config.ExtractRequest` (:func:`extract_request`,
+:func:`shard_request`).
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ from featx.cache.reader import is_trusted
 from featx.cache.shards import ShardResult, ShardSpec
 from featx.cache.writer import CacheWriter, SplitPlan
 from featx.core.console import progress
-from featx.core.errors import ConfigError, DeviceError, FeatxError, ImageReadError, WriteError
+from featx.core.errors import ConfigError, FeatxError, ImageReadError, WriteError
 from featx.core.faults import fault_point
-from featx.core.registry import unknown_name_error
-from featx.extraction.backbones import Backbone, Weights
-from featx.extraction.dataconfig import DataConfig, parse_triple
+from featx.extraction.backbones import Backbone
+from featx.extraction.config import ExtractConfig, ExtractOptions, ExtractRequest
+from featx.extraction.dataconfig import DataConfig
 from featx.extraction.datasets import ImageDataset, load_dataset
-from featx.extraction.datasets.base import DEFAULT_TEST_FRACTION
+from featx.extraction.devices import describe_device, resolve_device, resolve_precision
+from featx.extraction.weights import Weights
 
 if TYPE_CHECKING:  # torch is imported only when extraction runs
     import torch
@@ -53,97 +56,9 @@ if TYPE_CHECKING:  # torch is imported only when extraction runs
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # the features are timm's pooled pre-logits (create_model(..., num_classes=0)); a new
 # pooling option would change this value and so the key
 POOLING = "timm-pre-logits"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExtractConfig:
-    """Everything ``featx extract`` needs; the CLI and ``featx run`` build one of these.
-
-    Attributes:
-        backbone: a timm model name ("resnet50", "vgg16.tv_in1k", "test_resnet").
-        dataset: "cifar10", "cifar100", "mnist", "fashion-mnist", "digits" or "imagefolder:PATH".
-        data_dir: where downloadable data sets live (default ``~/.cache/featx/data``
-            or ``FEATX_DATA_DIR``).
-        weights: "pretrained", "random", or a path to a .safetensors / .pth checkpoint.
-        image_size: model input edge; default from the model's pretrained config.
-        interpolation: "bilinear", "bicubic" or "nearest"; default from the model.
-        mean: per-channel normalisation mean (0..1 scale; three numbers, one for all
-            channels, or "R,G,B"); default from the model. Stored as three floats.
-        std: per-channel normalisation std, likewise; default from the model.
-        crop_pct: crop share of the resized image; default from the model (1.0: no crop).
-        crop_mode: "center", "squash" or "border"; default from the model.
-        batch_size: images per batch (default 256 on CUDA, 32 on CPU).
-        device: "auto", "cpu", "cuda" or "cuda:<index>".
-        precision: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16" or "fp16".
-        limit: keep a class-balanced subset of this many images per split.
-        seed: seed of ``limit``'s subset, of the split for data sets without one, and of
-            random weights.
-        test_fraction: test share for data sets without a split (digits, class folders).
-        num_workers: DataLoader workers decoding image files (default: see
-            :func:`featx.extraction.batches.default_workers`).
-        force: recompute even when the cache has the entry (the entry in place is
-            replaced only once the new one is complete).
-        skip_bad: leave out image files that cannot be decoded (logged with a count and
-            their names, and recorded in the file as ``skipped_images``) instead of
-            stopping at the first one. Part of the key: the features differ.
-        download: allow downloading a missing data set.
-        cache_dir: the feature cache root (default ``features/`` or ``FEATX_CACHE_DIR``).
-    """
-
-    backbone: str
-    dataset: str = "cifar10"
-    data_dir: str | os.PathLike[str] | None = None
-    weights: str | os.PathLike[str] = "pretrained"
-    image_size: int | None = None
-    interpolation: str | None = None
-    mean: tuple[float, float, float] | float | str | None = None
-    std: tuple[float, float, float] | float | str | None = None
-    crop_pct: float | None = None
-    crop_mode: str | None = None
-    batch_size: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    limit: int | None = None
-    seed: int = 0
-    test_fraction: float = DEFAULT_TEST_FRACTION
-    num_workers: int | None = None
-    force: bool = False
-    skip_bad: bool = False
-    download: bool = True
-    cache_dir: str | os.PathLike[str] | None = None
-
-    def __post_init__(self) -> None:
-        if not str(self.backbone).strip():
-            raise ConfigError("a backbone name is required (e.g. --backbone resnet50)")
-        if self.precision not in PRECISIONS:
-            raise unknown_name_error(str(self.precision), PRECISIONS, kind="precision")
-        for name in ("batch_size", "limit", "image_size"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ConfigError(f"num_workers must be 0 or more, got {self.num_workers}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
-        for name in ("mean", "std"):  # "0.5,0.5,0.5" or one number from a CLI or YAML -> three floats
-            object.__setattr__(self, name, parse_triple(getattr(self, name), name=name))
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ExtractConfig:
-        """Build from a plain mapping (a pipeline file); unknown keys are a ConfigError.
-
-        Raises:
-            ConfigError: an unknown or invalid option.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                raise unknown_name_error(key, known, kind="extract option")
-        return cls(**values)
 
 
 # --------------------------------------------------------------------------- pure extraction
@@ -219,62 +134,6 @@ def _assemble(batch: PixelBatch, preprocess: DevicePreprocess) -> torch.Tensor:
     return inputs
 
 
-# --------------------------------------------------------------------------- devices
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:<i>`` -> a ``torch.device`` that exists.
-
-    Raises:
-        DeviceError: CUDA was asked for and is not available (or no such index).
-        ConfigError: not a device featx knows.
-    """
-    import torch
-
-    text = str(spec).strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        try:
-            device = torch.device(text)
-        except (RuntimeError, ValueError):
-            raise ConfigError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:<index>") from None
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {spec} was asked for but CUDA is not available here (no usable GPU or driver); use --device cpu or --device auto")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise DeviceError(f"--device {spec}: there {'is' if count == 1 else 'are'} only {count} CUDA device{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})")
-        return device
-    raise ConfigError(f"--device {spec!r} is not supported; use auto, cpu, cuda or cuda:<index>")
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 on CUDA (fp16 where bf16 is unsupported), fp32 on CPU.
-
-    CPU bf16 is about twice as fast on CPUs with AVX-512 BF16 but changes the numbers,
-    so it is only used when asked for.
-    """
-    import torch
-
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
-def describe_device(device: torch.device) -> str:
-    """``"cuda:0 (NVIDIA H200)"`` or ``"cpu (2 threads)"``, for the file's attributes."""
-    import torch
-
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
 # --------------------------------------------------------------------------- orchestration
 
 
@@ -282,7 +141,7 @@ def describe_device(device: torch.device) -> str:
 class ExtractPlan:
     """Everything resolved before any model is built: what to compute and where it goes."""
 
-    config: ExtractConfig
+    request: ExtractRequest
     backbone: Backbone
     weights: Weights
     data_config: DataConfig
@@ -293,6 +152,14 @@ class ExtractPlan:
     path: Path
     skipped: tuple[str, ...] = ()
 
+    @property
+    def config(self) -> ExtractConfig:
+        return self.request.config
+
+    @property
+    def options(self) -> ExtractOptions:
+        return self.request.options
+
     def root_attrs(self) -> dict[str, Any]:
         """The cache file's root attributes (``feature_dim`` is added once known)."""
         import timm
@@ -302,7 +169,7 @@ class ExtractPlan:
         return {
             "key": self.key,
             "dataset": self.dataset.name,
-            "dataset_spec": self.config.dataset,
+            "dataset_spec": self.request.dataset,
             "dataset_identity": dict(self.dataset.identity),
             "dataset_location": self.dataset.location,
             "class_names": list(self.dataset.class_names),
@@ -332,8 +199,8 @@ class ExtractPlan:
         return self.backbone.display_name
 
 
-def plan_extraction(config: ExtractConfig) -> ExtractPlan:
-    """Resolve a config into a plan and its cache key, without building the model.
+def plan_request(request: ExtractRequest) -> ExtractPlan:
+    """Resolve a request into a plan and its cache key, without building the model.
 
     The order is chosen so that cheap checks fail first and nothing is written before
     they pass: precision and device, backbone name, weights file, then the data set.
@@ -341,9 +208,11 @@ def plan_extraction(config: ExtractConfig) -> ExtractPlan:
     Raises:
         FeatxError: any invalid input (see :func:`extract`).
     """
-    from featx.extraction.backbones import resolve_backbone, resolve_data_config, resolve_weights
+    from featx.extraction.backbones import resolve_backbone, resolve_data_config
+    from featx.extraction.weights import resolve_weights
 
-    device = resolve_device(config.device)
+    config, options = request.config, request.options
+    device = resolve_device(options.device)
     precision = resolve_precision(config.precision, device)
     backbone = resolve_backbone(config.backbone)
     weights = resolve_weights(config.weights, backbone, seed=config.seed)
@@ -357,11 +226,11 @@ def plan_extraction(config: ExtractConfig) -> ExtractPlan:
         crop_mode=config.crop_mode,
     )
     dataset = load_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
+        request.dataset,
+        data_dir=options.data_dir,
         limit=config.limit,
         seed=config.seed,
-        download=config.download,
+        download=options.download,
         test_fraction=config.test_fraction,
     )
     identity = {
@@ -375,43 +244,97 @@ def plan_extraction(config: ExtractConfig) -> ExtractPlan:
     if config.skip_bad and _has_files(dataset):
         identity["skip_bad"] = True
     key = cache_key(identity)
-    path = entry_path(dataset=dataset.name, backbone=backbone.display_name, key=key, cache_dir=config.cache_dir)
-    return ExtractPlan(config=config, backbone=backbone, weights=weights, data_config=data_config, dataset=dataset,
+    path = entry_path(dataset=dataset.name, backbone=backbone.display_name, key=key, cache_dir=options.cache_dir)
+    return ExtractPlan(request=request, backbone=backbone, weights=weights, data_config=data_config, dataset=dataset,
                        device=device, precision=precision, key=key, path=path)
 
 
-def extract(backbone: str | ExtractConfig, /, **options: Any) -> Path:
-    """Extract (or find in the cache) a backbone's features for a data set.
+def plan_extraction(
+    dataset: str,
+    config: ExtractConfig | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    download: bool = True,
+    force: bool = False,
+    **config_fields: Any,
+) -> ExtractPlan:
+    """The plan of :func:`extract` with these arguments (its cache key and path), without
+    building the model or computing anything.
+
+    Raises:
+        FeatxError: as :func:`extract`.
+    """
+    options = {"data_dir": data_dir, "cache_dir": cache_dir, "device": device, "batch_size": batch_size,
+               "num_workers": num_workers, "download": download, "force": force}
+    return plan_request(ExtractRequest.build(dataset, config, options, config_fields))
+
+
+def extract(
+    dataset: str,
+    config: ExtractConfig | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    download: bool = True,
+    force: bool = False,
+    **config_fields: Any,
+) -> Path:
+    """Extract (or find in the cache) a backbone's features of a data set.
 
     Example::
 
-        path = featx.extract("resnet50", dataset="cifar10", device="cuda")
+        path = featx.extract("cifar10", featx.ExtractConfig(backbone="resnet50"), device="cuda")
+        path = featx.extract("imagefolder:~/pets", backbone="resnet18", image_size=160, limit=500)
         X, y, classes = featx.load_features(path, "train")
 
     Args:
-        backbone: a timm model name, or a complete :class:`ExtractConfig`.
-        **options: :class:`ExtractConfig` fields (dataset, weights, image_size, device,
-            precision, batch_size, limit, force, ...), when ``backbone`` is a name.
+        dataset: "cifar10", "cifar100", "mnist", "fashion-mnist", "digits" or "imagefolder:PATH".
+        config: what to extract (an :class:`ExtractConfig`); or give its fields as
+            keywords (``backbone=``, ``weights=``, ``image_size=``, ``limit=``, ...),
+            which also override a given config.
+        data_dir: where downloadable data sets live (default ``~/.cache/featx/data`` or
+            ``FEATX_DATA_DIR``).
+        cache_dir: the feature cache root (default ``features/`` or ``FEATX_CACHE_DIR``).
+        device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:<index>".
+        batch_size: images per batch (default 256 on CUDA, 32 on CPU).
+        num_workers: processes decoding image files (default: see
+            :func:`featx.extraction.batches.default_workers`).
+        download: allow downloading a missing data set.
+        force: recompute even when cached (the cached entry stays until the new one is complete).
 
     Returns:
         The path of the complete cache file (``<cache>/<dataset>/<backbone>__<key>.h5``).
 
     Raises:
         UnknownNameError: unknown backbone, data set or precision (with suggestions).
-        ConfigError: an invalid option.
+        ConfigError: an invalid option, naming its field.
         DatasetError: the data set is missing or malformed (ImageReadError names a file).
         WeightsError: the weights cannot be obtained.
         DeviceError: CUDA asked for but not available.
-        CacheBusyError: never; another process writing the same entry is waited for.
     """
-    if isinstance(backbone, ExtractConfig):
-        if options:
-            raise ConfigError("pass either an ExtractConfig or options, not both")
-        config = backbone
-    else:
-        config = ExtractConfig.from_mapping({"backbone": backbone, **options})
-    path, _ = extract_planned(plan_extraction(config))
+    options = {"data_dir": data_dir, "cache_dir": cache_dir, "device": device, "batch_size": batch_size,
+               "num_workers": num_workers, "download": download, "force": force}
+    path, _ = extract_request(ExtractRequest.build(dataset, config, options, config_fields))
     return path
+
+
+def extract_request(request: ExtractRequest) -> tuple[Path, bool]:
+    """Carry out one :class:`ExtractRequest` (the task of ``featx run`` and of a Dask worker).
+
+    Returns:
+        The path of the complete cache file, and whether it was a cache hit (no model built).
+
+    Raises:
+        FeatxError: as :func:`extract`.
+    """
+    return extract_planned(plan_request(request))
 
 
 def extract_planned(plan: ExtractPlan) -> tuple[Path, bool]:
@@ -424,7 +347,6 @@ def extract_planned(plan: ExtractPlan) -> tuple[Path, bool]:
     Raises:
         FeatxError: as :func:`extract`.
     """
-    config = plan.config
     if is_cache_hit(plan):
         log.info("cache hit: %s", plan.path)
         return plan.path, True
@@ -436,7 +358,7 @@ def extract_planned(plan: ExtractPlan) -> tuple[Path, bool]:
     fault_point("extract.model_loaded")
     with entry_lock(plan.path, on_wait=lambda: log.info("another featx process is extracting %s; waiting for it", plan.path.name)):
         fault_point("extract.locked")
-        if config.force:
+        if plan.options.force:
             _discard(plan.path)
         elif is_trusted(plan.path, then="extracting again"):  # finished by the process we waited for
             log.info("cache hit: %s", plan.path)
@@ -446,7 +368,7 @@ def extract_planned(plan: ExtractPlan) -> tuple[Path, bool]:
 
 def is_cache_hit(plan: ExtractPlan) -> bool:
     """Whether the plan's entry is complete and trusted (and not to be redone with ``force``)."""
-    return not plan.config.force and is_trusted(plan.path, then="extracting again")
+    return not plan.options.force and is_trusted(plan.path, then="extracting again")
 
 
 def _discard(path: Path) -> None:
@@ -514,7 +436,7 @@ def _prepare(plan: ExtractPlan) -> _Engine:
     """
     import torch
 
-    from featx.extraction.backbones import create_backbone, fold_batchnorm
+    from featx.extraction.models import create_backbone, fold_batchnorm
     from featx.extraction.batches import PixelBatch, PixelGroup
     from featx.extraction.preprocess import DevicePreprocess
 
@@ -565,9 +487,9 @@ def _write(plan: ExtractPlan, engine: _Engine, *, path: Path, rows: Mapping[str,
     """
     from featx.extraction.batches import iter_batches
 
-    config, device = plan.config, plan.device
+    device = plan.device
     model, preprocess, dim = engine.model, engine.preprocess, engine.dim
-    batch_size = config.batch_size or (256 if device.type == "cuda" else 32)
+    batch_size = plan.options.batch_size or (256 if device.type == "cuda" else 32)
     workers = _decoding_workers(plan)
     splits = {name: SplitPlan(stop - start, dim) for name, (start, stop) in rows.items()}
     root = {**plan.root_attrs(), "feature_dim": dim, **(attrs or {})}
@@ -617,8 +539,8 @@ def _decoding_workers(plan: ExtractPlan) -> int:
     """
     from featx.extraction.batches import default_workers
 
-    config = plan.config
-    workers = default_workers(plan.device) if config.num_workers is None else config.num_workers
+    requested = plan.options.num_workers
+    workers = default_workers(plan.device) if requested is None else requested
     has_files = any(split.files is not None for split in plan.dataset.splits.values())
     if workers and has_files and multiprocessing.current_process().daemon:
         log.warning("decoding image files in-process: this is a daemonic process (a Dask worker), which cannot start "
@@ -630,7 +552,20 @@ def _decoding_workers(plan: ExtractPlan) -> int:
 # --------------------------------------------------------------------------- one shard
 
 
-def extract_shard(config: ExtractConfig, shard: ShardSpec, *, stitch: bool = True) -> ShardResult:
+def extract_shard(
+    dataset: str,
+    config: ExtractConfig,
+    shard: ShardSpec,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    download: bool = True,
+    force: bool = False,
+    stitch: bool = True,
+) -> ShardResult:
     """Compute shard ``K`` of ``N`` of an extraction into its own cache file.
 
     The shard holds rows ``shard.rows(n)`` of every split (contiguous blocks, see
@@ -638,17 +573,19 @@ def extract_shard(config: ExtractConfig, shard: ShardSpec, *, stitch: bool = Tru
     (``<cache>/<dataset>/.shards/<backbone>__<key>/shard-K-of-N.h5``, resumable like any
     cache file); only that block's images are read. The key is the unsharded
     extraction's key. This is ``featx extract --shard K/N`` (one shard of a Slurm-style
-    array, no Dask) and the task that :mod:`featx.cluster.executor` runs on Dask workers.
+    array, no Dask) and the task that :mod:`featx.cluster` runs on Dask workers.
 
     Example::
 
         for k in range(4):                      # or one per array job
-            result = extract_shard(ExtractConfig(backbone="resnet50"), ShardSpec(k, 4))
+            result = extract_shard("cifar10", ExtractConfig(backbone="resnet50"), ShardSpec(k, 4))
         result.stitched                         # the entry, stitched by the last shard
 
     Args:
-        config: the extraction (``force`` recomputes this shard).
+        dataset, config: as :func:`extract`.
         shard: which block (``ShardSpec(index, count)``, 0-based).
+        data_dir, cache_dir, device, batch_size, num_workers, download: as :func:`extract`.
+        force: recompute this shard.
         stitch: when this shard completes the set, stitch the entry (the Dask path
             stitches in a task of its own instead).
 
@@ -659,9 +596,17 @@ def extract_shard(config: ExtractConfig, shard: ShardSpec, *, stitch: bool = Tru
     Raises:
         FeatxError: as :func:`extract`; CacheError when stitching finds a shard unusable.
     """
-    plan = plan_extraction(config)
+    options = {"data_dir": data_dir, "cache_dir": cache_dir, "device": device, "batch_size": batch_size,
+               "num_workers": num_workers, "download": download, "force": force}
+    return shard_request(ExtractRequest.build(dataset, config, options, {}), shard, stitch=stitch)
+
+
+def shard_request(request: ExtractRequest, shard: ShardSpec, *, stitch: bool = True) -> ShardResult:
+    """:func:`extract_shard` of a request (the shard task of a Dask worker)."""
+    plan = plan_request(request)
+    force = request.options.force
     final, target = plan.path, shard.path(plan.path)
-    if not config.force and is_trusted(final, then="extracting again"):
+    if not force and is_trusted(final, then="extracting again"):
         log.info("cache hit: %s", final)
         return ShardResult(final=final, path=target, key=plan.key, shard=shard, computed=False, stitched=final)
     plan = without_bad_images(plan)  # every shard finds the same ones, so the blocks agree
@@ -670,13 +615,13 @@ def extract_shard(config: ExtractConfig, shard: ShardSpec, *, stitch: bool = Tru
     def done() -> bool:
         return shards.shard_is_done(target, key=plan.key, shard=shard, sizes=sizes)
 
-    computed = config.force or not done()
+    computed = force or not done()
     if computed:
         engine = _prepare(plan)
         with entry_lock(target, on_wait=lambda: log.info("another featx process is computing %s; waiting for it", target.name)):
-            if config.force:
+            if force:
                 _discard(target)
-            computed = config.force or not done()  # finished by the process we waited for?
+            computed = force or not done()  # finished by the process we waited for?
             if computed:
                 _write(plan, engine, path=target, rows={name: shard.rows(n) for name, n in sizes.items()},
                        attrs=shard.attrs(sizes), label=f" shard {shard}")

@@ -21,20 +21,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from sklearn.base import BaseEstimator
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import Normalizer, StandardScaler
-from sklearn.svm import LinearSVC
+from typing import TYPE_CHECKING, Any
 
 from featx.core import registry
 from featx.core.errors import ConfigError
 from featx.fitting.grids import GridValue, ValueRule, format_values, normalize_values
 from featx.fitting.search import Searcher, search_each, search_knn, search_linearsvc_path
+
+if TYPE_CHECKING:  # scikit-learn is imported when an estimator is made, not to list the registry
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
 
 
 class Scale(str, enum.Enum):
@@ -89,7 +85,10 @@ class ClassifierSpec:
         Raises:
             UnknownNameError: not a grid parameter of this classifier.
         """
-        return registry.lookup({p.name: p for p in self.grid}, name, kind=f"grid parameter of {self.name}")
+        try:
+            return registry.lookup({p.name: p for p in self.grid}, name, kind=f"grid parameter of {self.name}")
+        except ConfigError as error:
+            raise type(error)(error.problem, field=f"grid.{name}") from None
 
     def default_grid(self) -> dict[str, tuple[GridValue, ...]]:
         """The grid swept when the user gives none."""
@@ -104,7 +103,7 @@ class ClassifierSpec:
         grid = self.default_grid()
         for name, values in (given or {}).items():
             param = self.param(name)
-            grid[name] = normalize_values(values, option=param.option, rule=param.rule)
+            grid[name] = normalize_values(values, field=f"grid.{name}", rule=param.rule)
         return grid
 
     def fixed_params(self, seed: int) -> dict[str, Any]:
@@ -118,12 +117,23 @@ class ClassifierSpec:
         return f"{self.name}: {self.summary} [defaults: {grid}]"
 
 
-def make_scaler(scale: Scale | str) -> Any:
-    """The scaling step for ``scale`` (``"passthrough"`` for none)."""
+def parse_scale(scale: Scale | str) -> Scale:
+    """``"l2"`` -> ``Scale.L2``.
+
+    Raises:
+        ConfigError: not a scaling featx knows.
+    """
     try:
-        kind = Scale(scale)
+        return Scale(scale)
     except ValueError:
         raise ConfigError(f"unknown scaling {scale!r}; use one of {', '.join(s.value for s in Scale)}") from None
+
+
+def make_scaler(scale: Scale | str) -> Any:
+    """The scaling step for ``scale`` (``"passthrough"`` for none)."""
+    from sklearn.preprocessing import Normalizer, StandardScaler
+
+    kind = parse_scale(scale)
     if kind is Scale.STANDARD:
         return StandardScaler()
     if kind is Scale.L2:
@@ -141,6 +151,9 @@ def build_pipeline(spec: ClassifierSpec, *, scale: Scale | str, pca: int | None,
         seed: random state of PCA and the estimator.
         params: estimator parameters to set (a grid point), e.g. ``{"C": 0.01}``.
     """
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+
     steps: list[tuple[str, Any]] = [("scale", make_scaler(scale))]
     if pca is not None:
         steps.append(("pca", PCA(n_components=pca, random_state=seed)))
@@ -152,25 +165,43 @@ _C_RULE = ValueRule("float", exclusive_minimum=0.0)
 _C_HELP = "inverse regularisation strength C"
 _DEFAULT_C = (0.0001, 0.001, 0.01, 0.1, 1.0)
 
+def _linearsvc(seed: int) -> BaseEstimator:
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC(dual="auto", max_iter=5000, random_state=seed)
+
+
+def _logreg(seed: int) -> BaseEstimator:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=1000, random_state=seed)
+
+
+def _knn(seed: int) -> BaseEstimator:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier()
+
+
 CLASSIFIERS: dict[str, ClassifierSpec] = {
     "linearsvc": ClassifierSpec(
         name="linearsvc",
         summary="LinearSVC, one-vs-rest squared hinge (exact float32 Newton search, liblinear refit)",
-        make_estimator=lambda seed: LinearSVC(dual="auto", max_iter=5000, random_state=seed),
+        make_estimator=_linearsvc,
         grid=(GridParam("C", "--C-grid", _C_RULE, _DEFAULT_C, _C_HELP),),
         searcher=search_linearsvc_path,
     ),
     "logreg": ClassifierSpec(
         name="logreg",
         summary="multinomial LogisticRegression, lbfgs",
-        make_estimator=lambda seed: LogisticRegression(max_iter=1000, random_state=seed),
+        make_estimator=_logreg,
         grid=(GridParam("C", "--C-grid", _C_RULE, _DEFAULT_C, _C_HELP),),
         searcher=search_each,
     ),
     "knn": ClassifierSpec(
         name="knn",
         summary="k-nearest neighbours (one neighbour search per fold serves every k)",
-        make_estimator=lambda seed: KNeighborsClassifier(),
+        make_estimator=_knn,
         grid=(
             GridParam("n_neighbors", "--k-grid", ValueRule("int", minimum=1), (1, 3, 5, 7, 11, 15, 21, 31), "number of neighbours k"),
             GridParam("weights", "--weights", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"),
@@ -193,3 +224,14 @@ def get_classifier(name: str) -> ClassifierSpec:
 def list_classifiers() -> list[str]:
     """Registered classifier names, sorted."""
     return sorted(CLASSIFIERS)
+
+
+def classifier_label(clf: str, scale: Scale | str, pca: int | None) -> str:
+    """The name of a classifier column in the comparison: ``logreg``, ``knn (l2)``, ``linearsvc (PCA 64)``.
+
+    The standard scaling without PCA, the classic protocol, shows as the bare name.
+    """
+    extras = [] if Scale(scale) is Scale.STANDARD else [Scale(scale).value]
+    if pca:
+        extras.append(f"PCA {pca}")
+    return f"{clf} ({', '.join(extras)})" if extras else clf

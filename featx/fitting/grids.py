@@ -11,7 +11,8 @@ Numeric grids are returned sorted and without repeats (so a path of C values is 
 one direction and the record reads in order); choices keep the order given. Python values
 (lists of numbers or names, from the API) go through :func:`normalize_values` with the
 same checks. Every problem is a :class:`featx.core.errors.ConfigError` that quotes the spec.
-Negative numbers look like options to click: write ``--C-grid=-1,2``.
+Every error names the config field (``grid.C``); the CLI shows its flag instead. Negative
+numbers look like options to click: write ``--C-grid=-1,2``.
 """
 
 from __future__ import annotations
@@ -62,69 +63,69 @@ class ValueRule:
         return noun
 
 
-def _error(option: str, spec: str, problem: str, rule: ValueRule) -> ConfigError:
+def _error(field: str, spec: str, problem: str, rule: ValueRule) -> ConfigError:
     if rule.kind == "float":
         how = "a comma list like 0.01,0.1,1 or logspace:LO:HI:N"
     elif rule.kind == "int":
         how = "a comma list like 1,3,5"
     else:
         how = "a comma list of " + ", ".join(rule.choices)
-    return ConfigError(f"bad {option} {spec!r}: {problem}; use {how}")
+    return ConfigError(f"bad value {spec!r}: {problem}; use {how}", field=field)
 
 
-def _check_number(value: float, option: str, spec: str, rule: ValueRule) -> None:
+def _check_number(value: float, field: str, spec: str, rule: ValueRule) -> None:
     if not math.isfinite(value):
-        raise _error(option, spec, f"{value} is not a finite number", rule)
+        raise _error(field, spec, f"{value} is not a finite number", rule)
     if rule.exclusive_minimum is not None and not value > rule.exclusive_minimum:
-        raise _error(option, spec, f"{value:g} is not > {rule.exclusive_minimum:g}", rule)
+        raise _error(field, spec, f"{value:g} is not > {rule.exclusive_minimum:g}", rule)
     if rule.minimum is not None and value < rule.minimum:
-        raise _error(option, spec, f"{value:g} is below the minimum {rule.minimum:g}", rule)
+        raise _error(field, spec, f"{value:g} is below the minimum {rule.minimum:g}", rule)
 
 
-def _items(spec: str, option: str, rule: ValueRule) -> list[str]:
+def _items(spec: str, field: str, rule: ValueRule) -> list[str]:
     items = [item.strip() for item in spec.split(",")]
     if not spec.strip() or any(not item for item in items):
-        raise _error(option, spec, "empty value", rule)
+        raise _error(field, spec, "empty value", rule)
     return items
 
 
-def _finish_numbers(values: Iterable[float], option: str, spec: str, rule: ValueRule) -> tuple[float, ...] | tuple[int, ...]:
+def _finish_numbers(values: Iterable[float], field: str, spec: str, rule: ValueRule) -> tuple[float, ...] | tuple[int, ...]:
     unique = sorted(set(values))
     if len(unique) > MAX_GRID_SIZE:
-        raise _error(option, spec, f"{len(unique)} values is more than {MAX_GRID_SIZE}", rule)
+        raise _error(field, spec, f"{len(unique)} values is more than {MAX_GRID_SIZE}", rule)
     for value in unique:
-        _check_number(value, option, spec, rule)
+        _check_number(value, field, spec, rule)
     if rule.kind == "int":
         return tuple(int(v) for v in unique)
     return tuple(float(v) for v in unique)
 
 
-def _logspace(spec: str, option: str, rule: ValueRule) -> list[float]:
+def _logspace(spec: str, field: str, rule: ValueRule) -> list[float]:
     parts = spec.split(":")
     if len(parts) != 4:
-        raise _error(option, spec, "logspace needs three fields, logspace:LO:HI:N", rule)
+        raise _error(field, spec, "logspace needs three fields, logspace:LO:HI:N", rule)
     try:
         low, high = float(parts[1]), float(parts[2])
         count = int(parts[3])
     except ValueError:
-        raise _error(option, spec, "LO and HI must be numbers and N a whole number", rule) from None
+        raise _error(field, spec, "LO and HI must be numbers and N a whole number", rule) from None
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise _error(option, spec, "LO and HI must be finite", rule)
+        raise _error(field, spec, "LO and HI must be finite", rule)
     if max(abs(low), abs(high)) > MAX_EXPONENT:
-        raise _error(option, spec, f"LO and HI must be between -{MAX_EXPONENT} and {MAX_EXPONENT} (10**LO and 10**HI must be floats)", rule)
+        raise _error(field, spec, f"LO and HI must be between -{MAX_EXPONENT} and {MAX_EXPONENT} (10**LO and 10**HI must be floats)", rule)
     if not 1 <= count <= MAX_GRID_SIZE:
-        raise _error(option, spec, f"N must be between 1 and {MAX_GRID_SIZE}", rule)
+        raise _error(field, spec, f"N must be between 1 and {MAX_GRID_SIZE}", rule)
     if count > 1 and low == high:
-        raise _error(option, spec, "LO equals HI, so the N values would all be the same", rule)
+        raise _error(field, spec, "LO equals HI, so the N values would all be the same", rule)
     return [float(v) for v in np.logspace(low, high, count)]
 
 
-def parse_float_grid(spec: str, *, option: str = "--C-grid", rule: ValueRule = ValueRule("float", exclusive_minimum=0.0)) -> tuple[float, ...]:
+def parse_float_grid(spec: str, *, field: str = "grid.C", rule: ValueRule = ValueRule("float", exclusive_minimum=0.0)) -> tuple[float, ...]:
     """Parse ``"a,b,c"`` or ``"logspace:LO:HI:N"`` into sorted distinct floats.
 
     Args:
         spec: the text the user gave.
-        option: the option's name, for the error message.
+        field: the config field the values are for (``grid.C``), named by the error.
         rule: what the values must be (default: positive, as for a C grid).
 
     Returns:
@@ -135,80 +136,80 @@ def parse_float_grid(spec: str, *, option: str = "--C-grid", rule: ValueRule = V
     """
     text = spec.strip()
     if text.lower().startswith(LOGSPACE + ":"):
-        values = _logspace(text, option, rule)
+        values = _logspace(text, field, rule)
     else:
         values = []
-        for item in _items(text, option, rule):
+        for item in _items(text, field, rule):
             try:
                 values.append(float(item))
             except ValueError:
-                raise _error(option, spec, f"{item!r} is not a number", rule) from None
-    return _finish_numbers(values, option, spec, rule)  # type: ignore[return-value]
+                raise _error(field, spec, f"{item!r} is not a number", rule) from None
+    return _finish_numbers(values, field, spec, rule)  # type: ignore[return-value]
 
 
-def parse_int_grid(spec: str, *, option: str = "--k-grid", rule: ValueRule = ValueRule("int", minimum=1)) -> tuple[int, ...]:
+def parse_int_grid(spec: str, *, field: str = "grid.n_neighbors", rule: ValueRule = ValueRule("int", minimum=1)) -> tuple[int, ...]:
     """Parse ``"1,3,5"`` into sorted distinct integers.
 
     Raises:
         ConfigError: bad syntax, not a whole number, or below the minimum.
     """
     values = []
-    for item in _items(spec.strip(), option, rule):
+    for item in _items(spec.strip(), field, rule):
         try:
             values.append(int(item))
         except ValueError:
-            raise _error(option, spec, f"{item!r} is not a whole number", rule) from None
-    return _finish_numbers(values, option, spec, rule)  # type: ignore[return-value]
+            raise _error(field, spec, f"{item!r} is not a whole number", rule) from None
+    return _finish_numbers(values, field, spec, rule)  # type: ignore[return-value]
 
 
-def parse_choice_grid(spec: str, *, option: str, rule: ValueRule) -> tuple[str, ...]:
+def parse_choice_grid(spec: str, *, field: str, rule: ValueRule) -> tuple[str, ...]:
     """Parse ``"a,b"`` into names from ``rule.choices`` (order kept, repeats dropped).
 
     Raises:
         ConfigError: empty item or a name outside the choices.
     """
     values: list[str] = []
-    for item in _items(spec.strip(), option, rule):
+    for item in _items(spec.strip(), field, rule):
         name = item.lower()
         if name not in rule.choices:
-            raise _error(option, spec, f"{item!r} is not one of {', '.join(rule.choices)}", rule)
+            raise _error(field, spec, f"{item!r} is not one of {', '.join(rule.choices)}", rule)
         if name not in values:
             values.append(name)
     return tuple(values)
 
 
-def parse_grid(spec: str, *, option: str, rule: ValueRule) -> tuple[GridValue, ...]:
+def parse_grid(spec: str, *, field: str, rule: ValueRule) -> tuple[GridValue, ...]:
     """Parse a spec according to ``rule.kind`` (see the three parsers)."""
     if rule.kind == "float":
-        return parse_float_grid(spec, option=option, rule=rule)
+        return parse_float_grid(spec, field=field, rule=rule)
     if rule.kind == "int":
-        return parse_int_grid(spec, option=option, rule=rule)
-    return parse_choice_grid(spec, option=option, rule=rule)
+        return parse_int_grid(spec, field=field, rule=rule)
+    return parse_choice_grid(spec, field=field, rule=rule)
 
 
-def normalize_values(values: str | Sequence[object], *, option: str, rule: ValueRule) -> tuple[GridValue, ...]:
+def normalize_values(values: str | Sequence[object], *, field: str, rule: ValueRule) -> tuple[GridValue, ...]:
     """Check grid values given from Python (a spec string, or a list) the same way as text.
 
     Raises:
         ConfigError: a value of the wrong type or out of range, or an empty list.
     """
     if isinstance(values, str):
-        return parse_grid(values, option=option, rule=rule)
+        return parse_grid(values, field=field, rule=rule)
     items = list(values) if isinstance(values, Iterable) else [values]
     spec = ",".join(str(v) for v in items)
     if not items:
-        raise _error(option, "", "empty value", rule)
+        raise _error(field, "", "empty value", rule)
     if rule.kind == "choice":
         if not all(isinstance(v, str) for v in items):
-            raise _error(option, spec, "values must be names", rule)
-        return parse_choice_grid(spec, option=option, rule=rule)
+            raise _error(field, spec, "values must be names", rule)
+        return parse_choice_grid(spec, field=field, rule=rule)
     converted: list[float] = []
     for value in items:
         is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
         if not is_number or (rule.kind == "int" and float(value) != int(value)):  # type: ignore[arg-type]
-            raise _error(option, spec, f"{value!r} is not a {'whole number' if rule.kind == 'int' else 'number'}", rule)
+            raise _error(field, spec, f"{value!r} is not a {'whole number' if rule.kind == 'int' else 'number'}", rule)
         converted.append(float(value))  # type: ignore[arg-type]
-    return _finish_numbers(converted, option, spec, rule)
+    return _finish_numbers(converted, field, spec, rule)
 
 
 def format_value(value: GridValue) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Annotated, Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from featx.core.atomic import atomic_write_bytes, atomic_write_text
 from featx.core.errors import ConfigError, FitError
 from featx.core.hashing import jsonable
 from featx.core.paths import safe_name
-from featx.fitting.classifiers import Scale, make_scaler
+from featx.core.schema import Config, PositiveInt, Seed, prepare
+from featx.fitting.classifiers import Scale, make_scaler, parse_scale
 from featx.fitting.records import source_names
 
 log = logging.getLogger(__name__)
@@ -80,27 +82,44 @@ def components_needed(ratio: np.ndarray, fraction: float) -> int:
     return int(min(np.searchsorted(cumulative, fraction - 1e-12) + 1, len(ratio)))
 
 
+class PcaConfig(Config):
+    """What ``featx pca`` draws.
+
+    Attributes:
+        scale: scaling fitted on the train split before PCA (as ``featx fit --scale``).
+        per_class: test points drawn per class at most.
+        seed: seeds the sample of test points.
+    """
+
+    scale: Annotated[Scale, prepare(parse_scale)] = Scale.STANDARD
+    per_class: PositiveInt = 200
+    seed: Seed = 0
+
+
 def pca(
     features: str | os.PathLike[str],
+    config: PcaConfig | None = None,
     *,
     dataset: str | None = "cifar10",
     cache_dir: str | os.PathLike[str] | None = None,
     reports_dir: str | os.PathLike[str] | None = None,
-    scale: Scale | str = Scale.STANDARD,
-    per_class: int = 200,
-    seed: int = 0,
     skip_existing: bool = False,
+    **config_fields: Any,
 ) -> PcaResult:
     """Fit PCA on the train split; plot the test split in 2-D and the explained variance.
 
+    Example::
+
+        result = featx.pca("resnet50", featx.PcaConfig(scale="l2", per_class=100))
+        result.scatter_png, result.components_for["90%"]
+
     Args:
         features: an .h5 path, or a backbone name resolved in the cache for ``dataset``.
+        config: a :class:`PcaConfig`; or give its fields as keywords (``scale=``,
+            ``per_class=``, ``seed=``), which also override a given config.
         dataset: data set folder in the cache, for a backbone name.
         cache_dir: cache root (default ``features/`` or ``FEATX_CACHE_DIR``).
         reports_dir: reports root (default ``reports/`` or ``FEATX_REPORTS_DIR``).
-        scale: scaling fitted on the train split before PCA (as ``featx fit --scale``).
-        per_class: test points drawn per class at most.
-        seed: seeds the sample.
         skip_existing: return the plots drawn earlier for the same features, scaling,
             sample size and seed, when they are all there, instead of drawing again.
 
@@ -112,9 +131,11 @@ def pca(
         CacheError: the features are missing, untrusted, or hold NaN/inf.
         FitError: fewer than two train samples or a single feature column.
     """
-    scaler = make_scaler(scale)
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise ConfigError(f"--per-class must be a whole number >= 1, got {per_class!r}")
+    if config is None:
+        config = PcaConfig(**config_fields)
+    elif config_fields:
+        config = config.replace(**config_fields)
+    scale, per_class, seed = config.scale, config.per_class, config.seed
     path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
     info = open_features(path, splits=("train", "test"))
     data_set, backbone = source_names(info)
@@ -135,7 +156,7 @@ def pca(
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
 
-    model = make_pipeline(scaler, PCA(svd_solver="covariance_eigh" if X.shape[0] >= X.shape[1] else "full"))
+    model = make_pipeline(make_scaler(scale), PCA(svd_solver="covariance_eigh" if X.shape[0] >= X.shape[1] else "full"))
     model.fit(X)
     ratio = np.asarray(model[-1].explained_variance_ratio_, dtype=np.float64)
     sample = balanced_sample(y_test, per_class, seed=seed)

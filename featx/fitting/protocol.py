@@ -35,80 +35,11 @@ from featx.fitting.classifiers import ClassifierSpec, Scale, build_pipeline, get
 from featx.fitting.grids import GridValue, format_point
 from featx.fitting.metrics import ClassificationScores, classification_scores, top_k_accuracy
 from featx.fitting.records import ClassScore, FeatureSource, GridPointScore, RunRecord, existing_record, run_key, run_stem, save_run, source_names
-from featx.fitting.search import best_index, collect_warnings, cross_validate_grid, grid_points, stratified_folds
+from featx.fitting.config import FitConfig, check_n_jobs
+from featx.fitting.search import best_index, collect_warnings, cross_validate_grid, fold_workers, grid_points, stratified_folds
 
-if TYPE_CHECKING:  # dask is imported only when a client is given
-    from distributed import Client, Future
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """What to fit: everything that changes the numbers, plus the worker count.
-
-    Attributes:
-        clf: classifier name (see :func:`featx.fitting.classifiers.list_classifiers`).
-        grid: parameter name -> values (a list, or a spec string such as
-            ``"logspace:-4:0:5"``); parameters not given take the classifier's
-            defaults. After construction: the full, checked grid.
-        cv: number of stratified folds (>= 2).
-        scale: ``standard``, ``l2`` or ``none``.
-        pca: keep this many principal components before the estimator, or None.
-        seed: seeds the folds, PCA and the estimator.
-        n_jobs: parallel fold workers (-1: all cores). Does not change the result.
-
-    Raises:
-        ConfigError: any invalid value (an unknown classifier names the close ones).
-    """
-
-    clf: str
-    grid: Mapping[str, str | Sequence[Any]] | None = None
-    cv: int = 5
-    scale: Scale | str = Scale.STANDARD
-    pca: int | None = None
-    seed: int = 0
-    n_jobs: int = -1
-    resolved_grid: dict[str, tuple[GridValue, ...]] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        spec = get_classifier(self.clf)
-        object.__setattr__(self, "resolved_grid", spec.resolve_grid(self.grid))
-        try:
-            object.__setattr__(self, "scale", Scale(self.scale))
-        except ValueError:
-            raise ConfigError(f"unknown --scale {self.scale!r}; use one of {', '.join(s.value for s in Scale)}") from None
-        _check_int("--cv", self.cv, minimum=2)
-        if self.pca is not None:
-            _check_int("--pca", self.pca, minimum=1)
-        _check_int("--seed", self.seed, minimum=0)
-        _check_int("--n-jobs", self.n_jobs, minimum=None)
-        if self.n_jobs == 0:
-            raise ConfigError("--n-jobs must not be 0; use a positive count or -1 for all cores")
-
-    @property
-    def spec(self) -> ClassifierSpec:
-        return get_classifier(self.clf)
-
-    def identity(self, features_key: str) -> dict[str, Any]:
-        """What the run key hashes: the features and everything that changes the numbers."""
-        return {
-            "features_key": features_key,
-            "clf": self.clf,
-            "estimator_params": self.spec.fixed_params(self.seed),
-            "grid": {name: list(values) for name, values in self.resolved_grid.items()},
-            "cv": self.cv,
-            "scale": Scale(self.scale).value,
-            "pca": self.pca,
-            "seed": self.seed,
-        }
-
-
-def _check_int(option: str, value: object, *, minimum: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{option} must be a whole number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{option} must be at least {minimum}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -177,8 +108,9 @@ def fit(
     reports_dir: str | os.PathLike[str] | None = None,
     skip_existing: bool = False,
     save: bool = True,
-    client: Client | None = None,
-    **options: Any,
+    n_jobs: int = -1,
+    environment: Mapping[str, Any] | None = None,
+    **config_fields: Any,
 ) -> RunRecord:
     """Grid-search a classifier on cached features; refit the best; score the test split.
 
@@ -189,17 +121,19 @@ def fit(
 
     Args:
         features: an .h5 path, or a backbone name resolved in the cache for ``dataset``.
-        config: a :class:`FitConfig`; or give its fields as keyword ``options``
-            (``clf=``, ``grid=``, ``cv=``, ``scale=``, ``pca=``, ``seed=``, ``n_jobs=``),
+        config: a :class:`~featx.fitting.config.FitConfig`; or give its fields as
+            keywords (``clf=``, ``grid=``, ``cv=``, ``scale=``, ``pca=``, ``seed=``),
             which also override a given config.
         dataset: data set folder in the cache, for a backbone name.
         cache_dir: cache root (default ``features/`` or ``FEATX_CACHE_DIR``).
         reports_dir: reports root (default ``reports/`` or ``FEATX_REPORTS_DIR``).
         skip_existing: return the record of an identical earlier run instead of fitting.
         save: write the record and the model (``<reports>/runs/...``).
-        client: a ``distributed.Client`` (see :func:`featx.cluster.connect`): the folds
-            and the refit run as tasks on its cluster, and the features are scattered
-            to it once. The scores and the model are those of the local run.
+        n_jobs: folds run at once by joblib (-1: every core of its active backend);
+            does not change the result. Inside ``joblib.parallel_config(backend="dask")``
+            the folds are tasks on a Dask cluster (see :func:`featx.cluster.fold_work_on`).
+        environment: facts added to the record's ``environment`` (e.g. the cluster the
+            folds ran on).
 
     Returns:
         The :class:`~featx.fitting.records.RunRecord`; the fitted Pipeline is at
@@ -212,9 +146,10 @@ def fit(
             folds, more neighbours or components than training rows, ...).
     """
     if config is None:
-        config = FitConfig(**options)
-    elif options:
-        config = replace(config, **options)
+        config = FitConfig(**config_fields)
+    elif config_fields:
+        config = config.replace(**config_fields)
+    n_jobs = check_n_jobs(n_jobs)
     started = time.perf_counter()
     plan = plan_run(features, config, dataset=dataset, cache_dir=cache_dir)
     if skip_existing:
@@ -228,21 +163,13 @@ def fit(
         "%s on %s: %d train / %d test rows, %d features, %d classes",
         config.clf, plan.features_path.name, len(data.y), len(data.y_test), data.X.shape[1], len(data.class_names),
     )
-    arrays = (data.X, data.y, data.X_test, data.y_test)
-    X, y, X_test, y_test = arrays if client is None else _share(client, arrays)
-    search = _cross_validate(config, data, X, y, client=client)
-    if client is None:
-        model, test = _refit_and_test(config, search.best_params, X, y, X_test, y_test, len(data.class_names))
-    else:  # one more task, on the features already there
-        from featx.cluster.executor import result_of, task_key
-
-        refit = client.submit(_refit_and_test, config, search.best_params, X, y, X_test, y_test, len(data.class_names),
-                              key=task_key(f"refit-{config.clf}"), pure=False)
-        model, test = result_of(refit)
+    search = _cross_validate(config, data, n_jobs=n_jobs)
+    model, test = _refit_and_test(config, search.best_params, data.X, data.y, data.X_test, data.y_test, len(data.class_names))
     log.info("test accuracy %.4f (refit %.1f s, predict %.2f s)", test.scores.accuracy, test.fit_seconds, test.predict_seconds)
     for message in dict.fromkeys(search.warnings + test.warnings):
         log.warning("%s", message)
-    record = _record(config, plan, data, search, test, model, total_seconds=time.perf_counter() - started, client=client)
+    record = _record(config, plan, data, search, test, model, total_seconds=time.perf_counter() - started, n_jobs=n_jobs,
+                     environment=environment)
     if save:
         record = save_run(record, model, reports_dir)
         log.info("record: %s", record.path(reports_dir))
@@ -313,15 +240,6 @@ def _read(plan: RunPlan) -> _Data:
     return _Data(X, y, X_test, y_test, class_names, time.perf_counter() - start)
 
 
-def _share(client: Client, arrays: Sequence[np.ndarray]) -> list[Future]:
-    from featx.cluster.executor import share
-
-    start = time.perf_counter()
-    shared = share(client, *arrays)
-    log.info("features sent to the cluster once (%.0f MB, %.1f s)", sum(a.nbytes for a in arrays) / 1e6, time.perf_counter() - start)
-    return shared
-
-
 def _check_data(config: FitConfig, data: _Data) -> None:
     """Refuse what cross-validation cannot do, before any work."""
     counts = np.bincount(data.y, minlength=len(data.class_names))
@@ -348,25 +266,18 @@ def _check_fold_sizes(config: FitConfig, folds: Sequence[tuple[np.ndarray, np.nd
         raise FitError(f"k={k_max} neighbours is more than the {smallest} training rows of a CV fold; lower --k-grid")
 
 
-def _cross_validate(config: FitConfig, data: _Data, X: np.ndarray | Future, y: np.ndarray | Future, *, client: Client | None) -> _Search:
-    """Cross-validate every grid point; ``X`` and ``y`` are ``data``'s arrays, or their
-    futures on ``client``'s cluster."""
-    from joblib import effective_n_jobs
-
+def _cross_validate(config: FitConfig, data: _Data, *, n_jobs: int) -> _Search:
+    """Cross-validate every grid point on the training split."""
     folds = stratified_folds(data.y, config.cv, config.seed)
     _check_fold_sizes(config, folds)
-    points = grid_points(config.resolved_grid)
+    points = grid_points(config.grid)
     pipeline = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed)
-    if client is None:
-        workers = max(1, min(effective_n_jobs(config.n_jobs), len(folds)))
-        log.info("searching %d grid point(s) x %d folds with %d worker(s)", len(points), len(folds), workers)
-    else:
-        log.info("searching %d grid point(s) x %d folds as Dask tasks", len(points), len(folds))
+    log.info("searching %d grid point(s) x %d folds with %d worker(s)", len(points), len(folds), fold_workers(n_jobs, len(folds)))
     start = time.perf_counter()
     with progress(total=len(folds), desc=f"{config.clf} cv", unit="fold") as bar:
         try:
-            results = cross_validate_grid(pipeline, config.spec.searcher, X, y, points, folds, n_jobs=config.n_jobs,
-                                          on_fold=lambda _: bar.update(1), client=client)
+            results = cross_validate_grid(pipeline, config.spec.searcher, data.X, data.y, points, folds, n_jobs=n_jobs,
+                                          on_fold=lambda _: bar.update(1))
         except (ValueError, np.linalg.LinAlgError) as error:
             raise FitError(f"{config.clf} failed during cross-validation: {error}") from error
     search = _Search(
@@ -384,7 +295,7 @@ def _refit_and_test(config: FitConfig, params: Mapping[str, Any], X: np.ndarray,
                     n_classes: int) -> tuple[Any, _Test]:
     """Refit the chosen point on the whole train split with the genuine estimator; score the test split once.
 
-    Pure (arrays in, model and scores out), so that it can run as a Dask task.
+    Pure: arrays in, model and scores out.
     """
     model = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed, params=params)
     # BLAS single-threaded, as in the folds: the products are skinny (n x d times d x
@@ -403,7 +314,7 @@ def _refit_and_test(config: FitConfig, params: Mapping[str, Any], X: np.ndarray,
 
 
 def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test: _Test, model: Any, *, total_seconds: float,
-            client: Client | None = None) -> RunRecord:
+            n_jobs: int, environment: Mapping[str, Any] | None) -> RunRecord:
     means, stds, ranks, scores = search.means, search.stds, _ranks(search.means), test.scores
     return RunRecord(
         run_key=plan.key,
@@ -440,11 +351,11 @@ def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test
         fit_seconds=test.fit_seconds,
         predict_seconds=test.predict_seconds,
         total_seconds=total_seconds,
-        n_jobs=config.n_jobs,
+        n_jobs=n_jobs,
         record_file=plan.record_file,
         model_file=plan.model_file,
         warnings=list(dict.fromkeys(search.warnings + test.warnings)),
-        environment=_environment(client),
+        environment={**_environment(), **(environment or {})},
     )
 
 
@@ -483,16 +394,11 @@ def _feature_source(plan: RunPlan, data: _Data) -> FeatureSource:
     )
 
 
-def _environment(client: Client | None = None) -> dict[str, Any]:
-    """Versions and machine of this process; with a client, its cluster (``dask``)."""
+def _environment() -> dict[str, Any]:
+    """Versions and machine of this process."""
     import scipy
     import sklearn
 
-    cluster: dict[str, Any] = {}
-    if client is not None:
-        from featx.cluster.executor import cluster_summary
-
-        cluster = {"dask": cluster_summary(client)}
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -500,5 +406,4 @@ def _environment(client: Client | None = None) -> dict[str, Any]:
         "scikit_learn": sklearn.__version__,
         "platform": platform.platform(terse=True),
         "cpu_count": os.cpu_count(),
-        **cluster,
     }

@@ -16,11 +16,13 @@ point for point and fold for fold; the work is shared where the maths allows:
   because lbfgs at its default tolerance stops short of the optimum, at a point that
   depends on where it started);
 * folds run in parallel with joblib, each with single-threaded BLAS; the feature matrix
-  is shared with the workers (memory-mapped), never copied per grid point. Given a Dask
-  client, each fold is a task on its cluster instead, and the feature matrix is
-  scattered to the cluster once.
+  is shared with the workers (memory-mapped), never copied per grid point. Whatever
+  joblib backend is active runs them: a caller that puts the work on a Dask cluster
+  wraps the call in ``joblib.parallel_config(backend="dask")`` (:mod:`featx.cluster`
+  does), and joblib sends the feature matrix to the cluster once per search.
 
-Every function here takes arrays and returns numbers; nothing reads or writes files.
+Every function here takes arrays and returns numbers; nothing reads or writes files, and
+nothing here knows about a cluster.
 """
 
 from __future__ import annotations
@@ -34,23 +36,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
-from sklearn.model_selection import ParameterGrid, StratifiedKFold
-from sklearn.pipeline import Pipeline
-from threadpoolctl import threadpool_limits
 
 from featx.fitting.metrics import accuracy
-from featx.fitting.solvers import l2svm
 
-if TYPE_CHECKING:  # dask is imported only when a client is given
-    from distributed import Client, Future
+if TYPE_CHECKING:  # scikit-learn is imported when a search runs, not to list the classifiers
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 Point = Mapping[str, Any]
 Fold = tuple[np.ndarray, np.ndarray]
 #: ``searcher(estimator, X_train, y_train, X_val, y_val, points) -> accuracy per point``
-Searcher = Callable[[BaseEstimator, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sequence[Point]], np.ndarray]
+Searcher = Callable[["BaseEstimator", np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sequence[Point]], np.ndarray]
 
 
 # --------------------------------------------------------------------------- folds and points
@@ -58,11 +56,15 @@ Searcher = Callable[[BaseEstimator, np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """The grid points in GridSearchCV's order (``ParameterGrid``: keys sorted, last fastest)."""
+    from sklearn.model_selection import ParameterGrid
+
     return [dict(point) for point in ParameterGrid({name: list(values) for name, values in grid.items()})]
 
 
 def stratified_folds(y: np.ndarray, n_splits: int, seed: int) -> list[Fold]:
     """``StratifiedKFold(n_splits, shuffle=True, random_state=seed)`` folds of ``y`` as index pairs."""
+    from sklearn.model_selection import StratifiedKFold
+
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [(train, val) for train, val in splitter.split(np.zeros((len(y), 1)), y)]
 
@@ -90,6 +92,8 @@ def search_each(estimator: BaseEstimator, X_train: np.ndarray, y_train: np.ndarr
     Returns:
         ``(n_points,)`` validation accuracies.
     """
+    from sklearn.base import clone
+
     scores = np.empty(len(points))
     for index, point in enumerate(points):
         model = clone(estimator).set_params(**point).fit(X_train, y_train)
@@ -153,6 +157,8 @@ def search_knn(estimator: BaseEstimator, X_train: np.ndarray, y_train: np.ndarra
     Returns:
         ``(n_points,)`` validation accuracies.
     """
+    from sklearn.base import clone
+
     scores = np.empty(len(points))
     for key, indices in _group(points, ("n_neighbors", "weights")).items():
         params = estimator.get_params()
@@ -185,6 +191,8 @@ def search_linearsvc_path(estimator: BaseEstimator, X_train: np.ndarray, y_train
     Returns:
         ``(n_points,)`` validation accuracies.
     """
+    from featx.fitting.solvers import l2svm
+
     if X_train.shape[0] < X_train.shape[1]:
         return search_each(estimator, X_train, y_train, X_val, y_val, points)
     scores = np.empty(len(points))
@@ -226,6 +234,8 @@ def transform_fold(prefix: Pipeline | None, X: np.ndarray, y: np.ndarray, fold: 
     Returns:
         ``(X_train (n_train, d'), X_val (n_val, d'))``.
     """
+    from sklearn.base import clone
+
     train, val = fold
     X_train, X_val = X[train], X[val]
     if prefix is None:
@@ -256,6 +266,8 @@ def collect_warnings() -> Iterator[list[str]]:
 
 def score_fold(index: int, pipeline: Pipeline, searcher: Searcher, X: np.ndarray, y: np.ndarray, fold: Fold, points: Sequence[Point]) -> FoldResult:
     """Score every grid point on one fold (runs in a joblib worker)."""
+    from threadpoolctl import threadpool_limits
+
     start = time.perf_counter()
     # BLAS single-threaded: parallelism is across folds (see RESULTS.md: two OpenBLAS
     # threads made lbfgs 3x slower than one on the 2-core machine this was measured on)
@@ -269,63 +281,46 @@ def score_fold(index: int, pipeline: Pipeline, searcher: Searcher, X: np.ndarray
 def cross_validate_grid(
     pipeline: Pipeline,
     searcher: Searcher,
-    X: np.ndarray | Future,
-    y: np.ndarray | Future,
+    X: np.ndarray,
+    y: np.ndarray,
     points: Sequence[Point],
     folds: Sequence[Fold],
     *,
     n_jobs: int = -1,
     on_fold: Callable[[FoldResult], None] | None = None,
-    client: Client | None = None,
 ) -> list[FoldResult]:
-    """Score every grid point on every fold, folds in parallel.
+    """Score every grid point on every fold, folds in parallel (joblib, its active backend).
 
     Args:
         pipeline: transformers then the estimator (unfitted; its last step's params are
             the fixed ones, each grid point overrides some of them).
         searcher: scores all points of one fold at once (see the ``search_*`` functions).
-        X: ``(n_samples, n_features)`` float32 training features (all folds); with a
-            ``client``, also a future of them (``client.scatter``), to share one copy on
-            the cluster between several searches.
-        y: ``(n_samples,)`` labels (or their future, likewise).
+        X: ``(n_samples, n_features)`` float32 training features (all folds).
+        y: ``(n_samples,)`` labels.
         points: estimator parameters of each grid point.
         folds: ``(train_indices, val_indices)`` pairs.
-        n_jobs: joblib workers (-1: all cores); never more than the folds. With a
-            ``client``: folds in flight on the cluster at once (-1: all of them).
+        n_jobs: joblib workers (-1: all the backend has); never more than the folds.
         on_fold: called in the parent as each fold finishes (progress).
-        client: a ``distributed.Client``: each fold is a task on its cluster, and ``X``
-            and ``y`` are scattered to it once (not once per fold). Same scores.
 
     Returns:
         One :class:`FoldResult` per fold, in fold order.
     """
-    if client is not None:
-        finished = _folds_on_cluster(client, pipeline, searcher, X, y, points, folds, limit=None if n_jobs < 0 else n_jobs)
-    else:
-        from joblib import Parallel, delayed, effective_n_jobs
+    from joblib import Parallel, delayed
 
-        workers = max(1, min(effective_n_jobs(n_jobs), len(folds)))
-        jobs = (delayed(score_fold)(index, pipeline, searcher, X, y, fold, points) for index, fold in enumerate(folds))
-        finished = Parallel(n_jobs=workers, return_as="generator_unordered")(jobs)
+    workers = fold_workers(n_jobs, len(folds))
+    jobs = (delayed(score_fold)(index, pipeline, searcher, X, y, fold, points) for index, fold in enumerate(folds))
     results: list[FoldResult] = []
-    for result in finished:
+    # one fold per task, at most `workers` in flight: also a cap on a Dask cluster (joblib backend "dask")
+    for result in Parallel(n_jobs=workers, batch_size=1, pre_dispatch="n_jobs", return_as="generator_unordered")(jobs):
         if on_fold is not None:
             on_fold(result)
         results.append(result)
     return sorted(results, key=lambda r: r.index)
 
 
-def _folds_on_cluster(client: Client, pipeline: Pipeline, searcher: Searcher, X: np.ndarray | Future, y: np.ndarray | Future,
-                      points: Sequence[Point], folds: Sequence[Fold], *, limit: int | None) -> Iterator[FoldResult]:
-    """One Dask task per fold; the features go to the cluster once, as futures."""
-    from distributed import Future
+def fold_workers(n_jobs: int, n_folds: int) -> int:
+    """How many folds run at once: ``n_jobs`` (-1: every core of the active joblib
+    backend, e.g. of a Dask cluster), never more than the folds."""
+    from joblib import effective_n_jobs
 
-    from featx.cluster import executor as cluster
-
-    if not isinstance(X, Future) or not isinstance(y, Future):
-        X, y = cluster.share(client, X, y)
-
-    def submit(index: int) -> Future:  # pure computation: an exception would come back, not retried
-        return client.submit(score_fold, index, pipeline, searcher, X, y, folds[index], points, key=cluster.task_key(f"fold-{index}"), pure=False)
-
-    yield from cluster.run_tasks(submit, len(folds), limit=limit)
+    return max(1, min(effective_n_jobs(n_jobs), n_folds))

@@ -1,17 +1,13 @@
 """``featx run``: a pipeline as a graph of tasks, carried out by an executor, then the report.
 
-Two steps with a small seam between them:
+Two steps with a small seam between them (:mod:`featx.runner.graph`):
 
 * :func:`plan_pipeline` turns a :class:`~featx.runner.spec.PipelineSpec` into a
-  :class:`TaskGraph`: one extraction per backbone, one fit per (backbone, classifier)
-  depending on that backbone's extraction, one PCA plot per (backbone, scaling)
-  depending on it too. Nothing is read or computed while planning.
-* an *executor* carries out the graph: any callable ``executor(graph) -> {key: Outcome}``.
-  :func:`execute_serial` runs the tasks one after the other in the graph's order. A
-  concurrent executor (Dask, a process pool) submits each task once its dependencies
-  are done, as ``run_task(task, *dependency_outcomes)``: tasks hold only module-level
-  functions and picklable arguments, and :func:`run_task` is where a task's outcome
-  (done, cached, failed, skipped) is decided, so every executor behaves the same.
+  :class:`~featx.runner.graph.TaskGraph`: one extraction per backbone, one fit per
+  (backbone, classifier) depending on that backbone's extraction, one PCA plot per
+  (backbone, scaling) depending on it too. Nothing is read or computed while planning.
+* an *executor* carries out the graph (:func:`~featx.runner.graph.execute_serial` by
+  default; :func:`featx.cluster.pipeline_executor` on a Dask cluster).
 
 Every task is idempotent and cheap when its product exists: an extraction whose cache
 entry is complete returns at once without building a model, a fit with an up-to-date
@@ -32,194 +28,59 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from featx._version import __version__
 from featx.core import paths
 from featx.core.atomic import atomic_write_text
-from featx.core.errors import ConfigError, FeatxError
+from featx.core.errors import FeatxError
 from featx.core.paths import safe_name
-from featx.extraction.engine import ExtractConfig
-from featx.fitting.classifiers import Scale
-from featx.fitting.protocol import FitConfig
+from featx.extraction.config import ExtractRequest
+from featx.fitting.classifiers import Scale, classifier_label
+from featx.fitting.config import FitConfig
+from featx.fitting.projection import PcaConfig
 from featx.fitting.records import RunRecord
-from featx.runner.spec import PcaOptions, PipelineSpec
+from featx.runner.graph import Executor, Outcome, Task, TaskGraph, TaskValue, execute_serial
+from featx.runner.spec import PipelineSpec
 
 if TYPE_CHECKING:
     from featx.reporting.render import ReportFiles
 
 log = logging.getLogger(__name__)
 
-TaskKind = Literal["extract", "fit", "pca"]
-Status = Literal["done", "cached", "failed", "skipped"]
-
-
-# --------------------------------------------------------------------------- the graph
-
-
-@dataclass(frozen=True)
-class Task:
-    """One unit of work: ``func(*args, *(value of each dependency))``.
-
-    Attributes:
-        key: unique name in the graph (``extract:resnet50``, ``fit:resnet50:logreg``).
-        kind: ``extract``, ``fit`` or ``pca``.
-        func: a module-level function (picklable), returning a :class:`TaskValue`.
-        args: its leading arguments (frozen configs and plain values, picklable).
-        deps: keys of the tasks whose values are passed after ``args``, in this order.
-        label: a short description for logs and summaries.
-    """
-
-    key: str
-    kind: TaskKind
-    func: Callable[..., TaskValue]
-    args: tuple[Any, ...]
-    deps: tuple[str, ...] = ()
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class TaskGraph:
-    """Tasks in an order where every task comes after its dependencies (a serial schedule).
-
-    Raises:
-        ConfigError: a repeated key, or a dependency that is not an earlier task.
-    """
-
-    tasks: tuple[Task, ...]
-
-    def __post_init__(self) -> None:
-        seen: set[str] = set()
-        for task in self.tasks:
-            if task.key in seen:
-                raise ConfigError(f"task {task.key!r} appears twice in the graph")
-            missing = [d for d in task.deps if d not in seen]
-            if missing:
-                raise ConfigError(f"task {task.key!r} depends on {', '.join(missing)}, which is not an earlier task")
-            seen.add(task.key)
-
-    def __getitem__(self, key: str) -> Task:
-        return next(task for task in self.tasks if task.key == key)
-
-    def __len__(self) -> int:
-        return len(self.tasks)
-
-    def of_kind(self, kind: TaskKind) -> list[Task]:
-        """The tasks of one kind, in graph order."""
-        return [task for task in self.tasks if task.kind == kind]
-
-
-@dataclass(frozen=True)
-class TaskValue:
-    """What a task function returns: its product, and whether it already existed."""
-
-    value: Any
-    cached: bool
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a task ended.
-
-    Attributes:
-        key: the task's key.
-        status: ``done`` (computed now), ``cached`` (existed), ``failed`` (a FeatxError,
-            in ``error``) or ``skipped`` (a dependency did not succeed).
-        value: the product (a feature file path, a run record, a PCA result), or None.
-        error: the error message, for failed and skipped tasks.
-        seconds: wall time of the task.
-    """
-
-    key: str
-    status: Status
-    value: Any = None
-    error: str = ""
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("done", "cached")
-
-
-#: the seam for other executors: carry out every task of the graph, return each one's outcome
-Executor = Callable[[TaskGraph], Mapping[str, Outcome]]
-
-
-def run_task(task: Task, *deps: Outcome) -> Outcome:
-    """Run one task given its dependencies' outcomes (in ``task.deps`` order).
-
-    Skipped when a dependency did not succeed; failed (not raised) on a FeatxError.
-    Any other exception propagates.
-    """
-    blocked = [d for d in deps if not d.ok]
-    if blocked:
-        return Outcome(task.key, "skipped", error=f"needs {blocked[0].key}, which {blocked[0].status}")
-    start = time.perf_counter()
-    try:
-        result = task.func(*task.args, *(d.value for d in deps))
-    except FeatxError as error:
-        return Outcome(task.key, "failed", error=str(error), seconds=time.perf_counter() - start)
-    return Outcome(task.key, "cached" if result.cached else "done", value=result.value, seconds=time.perf_counter() - start)
-
-
-def execute_serial(graph: TaskGraph) -> dict[str, Outcome]:
-    """The default executor: every task in graph order, in this process.
-
-    Returns:
-        Task key -> outcome, for every task.
-    """
-    outcomes: dict[str, Outcome] = {}
-    for number, task in enumerate(graph.tasks, start=1):
-        log.info("[%d/%d] %s", number, len(graph), task.label or task.key)
-        outcome = run_task(task, *(outcomes[d] for d in task.deps))
-        outcomes[task.key] = outcome
-        log_outcome(task, outcome)
-    return outcomes
-
-
-def log_outcome(task: Task, outcome: Outcome) -> None:
-    """Log how a task ended (an error for a failure, a warning for a skip), for executors."""
-    name = task.label or task.key
-    if outcome.status == "failed":
-        log.error("%s failed: %s", name, outcome.error)
-    elif outcome.status == "skipped":
-        log.warning("%s skipped: %s", name, outcome.error)
-    else:
-        log.info("%s: %s in %.1f s", name, outcome.status, outcome.seconds)
-
-
 # --------------------------------------------------------------------------- task functions
 
 
-def extract_task(config: ExtractConfig) -> TaskValue:
+def extract_task(request: ExtractRequest) -> TaskValue:
     """Extract (or find in the cache) one backbone's features; the value is the file's path."""
-    from featx.extraction.engine import extract_planned, plan_extraction
+    from featx.extraction.engine import extract_request
 
-    path, cached = extract_planned(plan_extraction(config))
+    path, cached = extract_request(request)
     return TaskValue(path, cached)
 
 
-def fit_task(config: FitConfig, force: bool, cache_dir: str | None, reports_dir: str | None, features: Path, *, client: Any = None) -> TaskValue:
+def fit_task(config: FitConfig, n_jobs: int, force: bool, cache_dir: str, reports_dir: str, features: Path, *,
+             environment: Mapping[str, Any] | None = None) -> TaskValue:
     """Fit one classifier on one feature file, or return its up-to-date record; the value
-    is the record. With a ``distributed.Client``, the folds are tasks on its cluster."""
+    is the record. ``environment`` goes into the record (an executor says where it ran)."""
     from featx.fitting.protocol import find_existing, fit
 
     if not force:
         found = find_existing(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir)
         if found is not None:
             return TaskValue(found, True)
-    return TaskValue(fit(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, client=client), False)
+    record = fit(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, n_jobs=n_jobs, environment=environment)
+    return TaskValue(record, False)
 
 
-def pca_task(options: PcaOptions, scale: str, force: bool, cache_dir: str | None, reports_dir: str | None, features: Path) -> TaskValue:
-    """Draw (or reuse) the PCA plots of one feature file at one scaling; the value is the PcaResult."""
+def pca_task(config: PcaConfig, force: bool, cache_dir: str, reports_dir: str, features: Path) -> TaskValue:
+    """Draw (or reuse) the PCA plots of one feature file; the value is the PcaResult."""
     from featx.fitting.projection import pca
 
-    result = pca(features, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, scale=scale,
-                 per_class=options.per_class, seed=options.seed, skip_existing=not force)
+    result = pca(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, skip_existing=not force)
     return TaskValue(result, result.reused)
 
 
@@ -251,33 +112,31 @@ def plan_pipeline(
     cache = str(paths.cache_dir(cache_dir))
     reports = str(paths.reports_dir(reports_dir))
     tasks: list[Task] = []
-    for index, config in enumerate(spec.backbones):
-        config = replace(config, cache_dir=cache, force=force_extract)
+    for index, request in enumerate(spec.backbones):
+        request = request.replace(options=request.options.replace(cache_dir=cache, force=force_extract))
         name = _backbone_key(spec, index)
         extract_key = f"extract:{name}"
-        tasks.append(Task(extract_key, "extract", extract_task, (config,), label=f"extract {name} ({spec.dataset})"))
+        tasks.append(Task(extract_key, "extract", extract_task, (request,), label=f"extract {name} ({spec.dataset})"))
         for fit_config in spec.classifiers:
             column = _classifier_key(fit_config)
-            tasks.append(Task(f"fit:{name}:{column}", "fit", fit_task, (fit_config, force, cache, reports), (extract_key,),
+            tasks.append(Task(f"fit:{name}:{column}", "fit", fit_task, (fit_config, spec.n_jobs, force, cache, reports), (extract_key,),
                               label=f"fit {column} on {name}"))
         if spec.pca is not None:
             for scale in spec.scales:
-                tasks.append(Task(f"pca:{name}:{scale.value}", "pca", pca_task, (spec.pca, scale.value, force, cache, reports), (extract_key,),
-                                  label=f"PCA of {name} (scale {scale.value})"))
+                tasks.append(Task(f"pca:{name}:{scale.value}", "pca", pca_task, (spec.pca.replace(scale=scale), force, cache, reports),
+                                  (extract_key,), label=f"PCA of {name} (scale {scale.value})"))
     return TaskGraph(tuple(tasks))
 
 
 def _backbone_key(spec: PipelineSpec, index: int) -> str:
     """The backbone's name, with its position when the pipeline has it more than once."""
-    name = spec.backbones[index].backbone
-    repeated = sum(c.backbone == name for c in spec.backbones) > 1
+    name = spec.backbones[index].config.backbone
+    repeated = sum(r.config.backbone == name for r in spec.backbones) > 1
     return f"{name}#{index}" if repeated else name
 
 
 def _classifier_key(config: FitConfig) -> str:
-    from featx.reporting.render import classifier_label
-
-    return classifier_label(config.clf, Scale(config.scale).value, config.pca)
+    return classifier_label(config.clf, config.scale, config.pca)
 
 
 # --------------------------------------------------------------------------- running
@@ -334,9 +193,9 @@ class PipelineResult:
 
         columns = list(dict.fromkeys(_classifier_key(c) for c in self.spec.classifiers))
         rows, best = [], max((r.test_accuracy for r in self.records), default=None)
-        for index, config in enumerate(self.spec.backbones):
+        for index, request in enumerate(self.spec.backbones):
             name = _backbone_key(self.spec, index)
-            random = os.fspath(config.weights) == "random"
+            random = request.config.weights == "random"
             cells = []
             for column in columns:
                 outcome = self.outcomes.get(f"fit:{name}:{column}")
@@ -453,9 +312,3 @@ def write_manifest(
     }
     path = paths.reports_dir(reports_dir) / "pipelines" / f"{safe_name(spec.name)}.json"
     return atomic_write_text(path, json.dumps(jsonable(data), indent=2) + "\n")
-
-
-def describe_graph(graph: TaskGraph) -> str:
-    """One line per task (key, what it needs), for ``--dry-run`` style listings and logs."""
-    return "\n".join(f"{task.key}" + (f"  <- {', '.join(task.deps)}" if task.deps else "") for task in graph.tasks)
-

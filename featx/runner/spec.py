@@ -17,67 +17,134 @@ and the PCA plots to draw::
       - {name: knn, grid: {n_neighbors: [1, 3, 5], weights: [uniform, distance]}}
     pca: {per_class: 200}                 # or false: no PCA plots
 
-:func:`parse_pipeline` turns that into a frozen :class:`PipelineSpec` of the configs the
-stages already have (:class:`~featx.extraction.engine.ExtractConfig` per backbone,
-:class:`~featx.fitting.protocol.FitConfig` per classifier): their own checks are the checks.
-Types are checked against the configs' annotations first, so a mistake is a
-:class:`~featx.core.errors.ConfigError` that names its key path, e.g.
-``backbones[2].image_size: expected a whole number, got 'big'``. Backbone names are
-resolved in timm's registry (offline, no model is built).
+The document is checked by pydantic models whose sections reuse the field declarations
+of the stages' own configs (:class:`~featx.extraction.config.ExtractConfig`,
+:class:`~featx.extraction.config.ExtractOptions`, :class:`~featx.fitting.config.FitConfig`,
+:class:`~featx.fitting.projection.PcaConfig`), so a value is valid in a file exactly when it
+is valid in the Python API and on the command line. :func:`parse_pipeline` then builds a
+frozen :class:`PipelineSpec` of those configs. A mistake is a
+:class:`~featx.core.errors.ConfigError` naming its key path, e.g.
+``backbones[2].image_size: expected a whole number or null, got 'big' (text)``. Backbone
+names are resolved in timm's registry (offline, no model is built).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import os
-import re
-import types
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BeforeValidator, Field, create_model
 
 from featx.core.errors import ConfigError, FeatxError
 from featx.core.registry import closest_names
-from featx.extraction.engine import ExtractConfig
+from featx.core.schema import Config, describe_value
+from featx.extraction.config import ExtractConfig, ExtractOptions, ExtractRequest
 from featx.fitting.classifiers import Scale
-from featx.fitting.protocol import FitConfig
+from featx.fitting.config import FitConfig, check_n_jobs
+from featx.fitting.projection import PcaConfig
 
 T = TypeVar("T")
 
 TOP_LEVEL_KEYS = ("name", "description", "dataset", "extract", "backbones", "fit", "classifiers", "pca")
 #: ExtractConfig fields that describe the data set: set once, under ``dataset:``, so that
 #: every backbone sees the same images and the comparison is fair
-DATASET_KEYS = ("data_dir", "limit", "seed", "test_fraction", "download", "skip_bad")
-#: ExtractConfig fields a pipeline file does not set (the command line does)
-RUNTIME_EXTRACT_KEYS = ("backbone", "dataset", "force", "cache_dir")
-EXTRACT_KEYS = tuple(f.name for f in dataclasses.fields(ExtractConfig) if f.name not in (*DATASET_KEYS, *RUNTIME_EXTRACT_KEYS))
-FIT_KEYS = tuple(f.name for f in dataclasses.fields(FitConfig) if f.init and f.name != "clf")
-#: the ``fit:`` defaults: every FitConfig option but the grid, which belongs to one classifier
-FIT_DEFAULT_KEYS = tuple(key for key in FIT_KEYS if key != "grid")
+DATASET_CONFIG_KEYS = ("limit", "seed", "test_fraction", "skip_bad")
+DATASET_OPTION_KEYS = ("data_dir", "download")
+DATASET_KEYS = (*DATASET_CONFIG_KEYS, *DATASET_OPTION_KEYS)
+#: what a backbone (or ``extract:``) may set: the rest of ExtractConfig, and how it runs
+EXTRACT_CONFIG_KEYS = tuple(name for name in ExtractConfig.model_fields if name not in (*DATASET_CONFIG_KEYS, "backbone"))
+EXTRACT_OPTION_KEYS = ("device", "batch_size", "num_workers")
+#: what a classifier (or ``fit:``) may set; ``n_jobs`` only under ``fit:``, for every classifier
+FIT_CONFIG_KEYS = tuple(name for name in FitConfig.model_fields if name not in ("clf", "grid"))
+PCA_KEYS = tuple(name for name in PcaConfig.model_fields if name != "scale")
 
 
-@dataclass(frozen=True)
-class PcaOptions:
-    """How ``featx run`` draws the PCA plots of each backbone's features (see :func:`featx.pca`).
+# --------------------------------------------------------------------------- the document's schema
 
-    The scaling is that of the classifiers (one plot per scaling they use).
 
-    Attributes:
-        per_class: test points drawn per class at most.
-        seed: seeds the sample of test points.
-    """
+def _fields(model: type[Config], names: Sequence[str]) -> dict[str, Any]:
+    """``create_model`` arguments that declare ``names`` exactly as ``model`` does."""
+    return {name: (model.model_fields[name].annotation, model.model_fields[name]) for name in names}
 
-    per_class: int = 200
-    seed: int = 0
 
-    def __post_init__(self) -> None:
-        if self.per_class < 1:
-            raise ConfigError(f"per_class must be at least 1, got {self.per_class}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be 0 or more, got {self.seed}")
+def _named(value: Any) -> Any:
+    """An entry given as a bare name is the mapping ``{name: ...}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+def _extract_hint(key: str) -> str:
+    if key in DATASET_KEYS:
+        return f"; set {key} under dataset: (every backbone must see the same images)"
+    if key in ("force", "cache_dir"):
+        return f"; {key} is an option of featx run, not of the file"
+    return ""
+
+
+class _ExtractSection(Config):
+    @classmethod
+    def unknown_key_hint(cls, key: str) -> str:
+        return _extract_hint(key)
+
+
+class _FitSection(Config):
+    @classmethod
+    def unknown_key_hint(cls, key: str) -> str:
+        if key == "grid":
+            return "; a grid belongs to one classifier: classifiers[i].grid"
+        if key == "n_jobs":
+            return "; n_jobs is set for every classifier, under fit:"
+        return ""
+
+
+Name = Annotated[str, Field(min_length=1)]
+#: ``dataset:``: the data set spec and what every backbone shares about it
+DatasetSection = create_model(
+    "DatasetSection", __base__=Config, name=(Name, ...),
+    **_fields(ExtractConfig, DATASET_CONFIG_KEYS), **_fields(ExtractOptions, DATASET_OPTION_KEYS),
+)
+#: ``extract:``: options of every backbone
+ExtractSection = create_model("ExtractSection", __base__=_ExtractSection, **_fields(ExtractConfig, EXTRACT_CONFIG_KEYS),
+                              **_fields(ExtractOptions, EXTRACT_OPTION_KEYS))
+#: one entry of ``backbones:``
+BackboneEntry = create_model("BackboneEntry", __base__=ExtractSection, name=(Name, ...))
+#: ``fit:``: options of every classifier
+FitSection = create_model("FitSection", __base__=_FitSection, **_fields(FitConfig, FIT_CONFIG_KEYS),
+                          n_jobs=(Annotated[int, BeforeValidator(check_n_jobs)], -1))
+#: one entry of ``classifiers:``
+ClassifierEntry = create_model("ClassifierEntry", __base__=_FitSection, name=(Name, ...), grid=(dict[str, Any] | None, None),
+                               **_fields(FitConfig, FIT_CONFIG_KEYS))
+#: ``pca:``: the PCA plots of every backbone (the scalings are the classifiers')
+PcaSection = create_model("PcaSection", __base__=Config, **_fields(PcaConfig, PCA_KEYS))
+
+
+def _empty_if_none(value: Any) -> Any:
+    """``extract:`` or ``fit:`` left empty (null) means no options."""
+    return {} if value is None else value
+
+
+def _pca_section(value: Any) -> Any:
+    if value is False or value is None:
+        return None
+    return {} if value is True else value
+
+
+class PipelineDocument(Config):
+    """A pipeline file as written, checked key by key (types, ranges, unknown keys)."""
+
+    name: Name | None = None
+    description: str | None = None
+    dataset: Annotated[DatasetSection, BeforeValidator(_named)]  # type: ignore[valid-type]
+    extract: Annotated[ExtractSection, BeforeValidator(_empty_if_none)] = Field(default_factory=ExtractSection)  # type: ignore[valid-type]
+    backbones: Annotated[list[Annotated[BackboneEntry, BeforeValidator(_named)]], Field(min_length=1)]  # type: ignore[valid-type]
+    fit: Annotated[FitSection, BeforeValidator(_empty_if_none)] = Field(default_factory=FitSection)  # type: ignore[valid-type]
+    classifiers: Annotated[list[Annotated[ClassifierEntry, BeforeValidator(_named)]], Field(min_length=1)]  # type: ignore[valid-type]
+    pca: Annotated[PcaSection | None, BeforeValidator(_pca_section)] = Field(default_factory=PcaSection)  # type: ignore[valid-type]
+
+
+# --------------------------------------------------------------------------- the spec
 
 
 @dataclass(frozen=True)
@@ -86,29 +153,32 @@ class PipelineSpec:
 
     Attributes:
         name: the experiment's name (names its manifest under ``reports/pipelines/``).
-        description: free text for the report.
         dataset: the data set spec every backbone reads (``cifar10``, ``imagefolder:PATH``).
-        backbones: one extraction config per backbone, in file order.
+        backbones: one extraction request per backbone, in file order.
         classifiers: one fit config per classifier, in file order.
-        pca: PCA plot options, or None for no plots.
+        n_jobs: fold workers of every fit.
+        pca: PCA plot options (``per_class``, ``seed``; the scalings are the
+            classifiers'), or None for no plots.
+        description: free text for the report.
         source: the file it was read from, if any.
     """
 
     name: str
     dataset: str
-    backbones: tuple[ExtractConfig, ...]
+    backbones: tuple[ExtractRequest, ...]
     classifiers: tuple[FitConfig, ...]
-    pca: PcaOptions | None = PcaOptions()
+    n_jobs: int = -1
+    pca: PcaConfig | None = PcaConfig()
     description: str = ""
     source: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.backbones:
-            raise ConfigError("backbones: a pipeline needs at least one backbone")
+            raise ConfigError("a pipeline needs at least one backbone", field="backbones")
         if not self.classifiers:
-            raise ConfigError("classifiers: a pipeline needs at least one classifier")
-        if any(config.dataset != self.dataset for config in self.backbones):
-            raise ConfigError("every backbone of a pipeline must read the pipeline's data set")
+            raise ConfigError("a pipeline needs at least one classifier", field="classifiers")
+        if any(request.dataset != self.dataset for request in self.backbones):
+            raise ConfigError("every backbone of a pipeline must read the pipeline's data set", field="dataset")
 
     @property
     def scales(self) -> tuple[Scale, ...]:
@@ -142,49 +212,46 @@ class PipelineSpec:
             classifiers: keep only these classifiers (names as in the file).
 
         Raises:
-            ConfigError: a bad value, or a name the pipeline does not have.
+            ConfigError: a bad value (naming its field), or a name the pipeline does not have.
         """
-        kept_backbones = _select(self.backbones, backbones, lambda c: c.backbone, "backbone")
-        kept_classifiers = _select(self.classifiers, classifiers, lambda c: c.clf, "classifier")
-        if dataset is not None:
-            _check_dataset_spec(dataset, "--dataset")
-        if weights is not None:
-            _check_weights(weights, "--weights")
-        if device is not None:
-            _check_device(device, "--device")
-        extract = {
-            "dataset": dataset, "limit": limit, "data_dir": data_dir, "weights": weights, "device": device,
-            "precision": precision, "batch_size": batch_size, "skip_bad": skip_bad,
-        }
-        extract = {key: value for key, value in extract.items() if value is not None}
-        fit = {"n_jobs": n_jobs} if n_jobs is not None else {}
-        return replace(
-            self,
-            dataset=extract.get("dataset", self.dataset),
-            backbones=tuple(replace(config, **extract) for config in kept_backbones),
-            classifiers=tuple(replace(config, **fit) for config in kept_classifiers),
+        kept_backbones = _select(self.backbones, backbones, lambda r: r.config.backbone, "backbone", "backbones")
+        kept_classifiers = _select(self.classifiers, classifiers, lambda c: c.clf, "classifier", "classifiers")
+        configs = _given(limit=limit, weights=weights, precision=precision, skip_bad=skip_bad)
+        options = _given(data_dir=data_dir, device=device, batch_size=batch_size)
+        requests = tuple(
+            request.replace(dataset=dataset or request.dataset, config=request.config.replace(**configs),
+                            options=request.options.replace(**options))
+            for request in kept_backbones
         )
+        if weights is not None:
+            _check_weights(str(weights), field="weights")
+        return replace(self, dataset=dataset or self.dataset, backbones=requests, classifiers=kept_classifiers,
+                       n_jobs=self.n_jobs if n_jobs is None else check_n_jobs(n_jobs))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (for the run manifest and the report)."""
         from featx.core.hashing import jsonable
-
-        def extract_options(config: ExtractConfig) -> dict[str, Any]:
-            return {k: v for k, v in dataclasses.asdict(config).items() if v is not None and k not in ("force", "cache_dir")}
 
         return jsonable({
             "name": self.name,
             "description": self.description,
             "dataset": self.dataset,
             "source": str(self.source) if self.source else None,
-            "backbones": [extract_options(c) for c in self.backbones],
-            "classifiers": [{"clf": c.clf, "grid": c.resolved_grid, "cv": c.cv, "scale": Scale(c.scale).value, "pca": c.pca, "seed": c.seed}
+            "backbones": [{**{k: v for k, v in r.config.fields().items() if v is not None},
+                           **{k: v for k, v in r.options.fields().items() if v is not None and k not in ("force", "cache_dir")},
+                           "dataset": r.dataset} for r in self.backbones],
+            "classifiers": [{"clf": c.clf, "grid": c.grid, "cv": c.cv, "scale": Scale(c.scale).value, "pca": c.pca, "seed": c.seed}
                             for c in self.classifiers],
-            "pca": dataclasses.asdict(self.pca) if self.pca else None,
+            "n_jobs": self.n_jobs,
+            "pca": {"per_class": self.pca.per_class, "seed": self.pca.seed} if self.pca else None,
         })
 
 
-def _select(items: tuple[T, ...], names: Sequence[str], name_of: Callable[[T], str], kind: str) -> tuple[T, ...]:
+def _given(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _select(items: tuple[T, ...], names: Sequence[str], name_of: Callable[[T], str], kind: str, field_name: str) -> tuple[T, ...]:
     if not names:
         return items
     known = [name_of(item) for item in items]
@@ -192,7 +259,7 @@ def _select(items: tuple[T, ...], names: Sequence[str], name_of: Callable[[T], s
         if name not in known:
             close = closest_names(name, known)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"the pipeline has no {kind} {name!r}{hint} (it has {', '.join(dict.fromkeys(known))})")
+            raise ConfigError(f"the pipeline has no {kind} {name!r}{hint} (it has {', '.join(dict.fromkeys(known))})", field=field_name)
     return tuple(item for item in items if name_of(item) in names)
 
 
@@ -204,7 +271,7 @@ def load_pipeline(path: str | os.PathLike[str]) -> PipelineSpec:
 
     Raises:
         ConfigError: the file is missing, not YAML, or not a valid pipeline (the message
-            names the key path).
+            names the file and the key path).
     """
     import yaml
 
@@ -220,7 +287,7 @@ def load_pipeline(path: str | os.PathLike[str]) -> PipelineSpec:
     try:
         return parse_pipeline(data, name=file_path.stem, source=file_path)
     except ConfigError as error:
-        raise ConfigError(f"{file_path}: {error}") from None
+        raise type(error)(f"{error}", field="", path=str(file_path)) from None
 
 
 def parse_pipeline(data: Any, *, name: str = "pipeline", source: Path | None = None) -> PipelineSpec:
@@ -240,36 +307,33 @@ def parse_pipeline(data: Any, *, name: str = "pipeline", source: Path | None = N
     """
     if data is None:
         data = {}
-    top = _mapping(data, "", TOP_LEVEL_KEYS)
-    for key in ("dataset", "backbones", "classifiers"):
-        if key not in top:
-            raise ConfigError(f"{key}: missing; a pipeline needs dataset, backbones and classifiers")
-    dataset, data_options = _dataset(top["dataset"])
-    extract_defaults = _extract_defaults(top.get("extract") or {})
-    fit_defaults = _mapping(top.get("fit") or {}, "fit", FIT_DEFAULT_KEYS, hint=lambda key: "; a grid belongs to one classifier: classifiers[i].grid" if key == "grid" else "")
-    backbones = tuple(_backbone(entry, f"backbones[{i}]", dataset, data_options, extract_defaults)
-                      for i, entry in enumerate(_list(top["backbones"], "backbones")))
-    classifiers = tuple(_classifier(entry, f"classifiers[{i}]", fit_defaults)
-                        for i, entry in enumerate(_list(top["classifiers"], "classifiers")))
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"expected a mapping of {', '.join(TOP_LEVEL_KEYS)}, got {describe_value(data)}")
+    missing = [key for key in ("dataset", "backbones", "classifiers") if key not in data]
+    if missing:
+        raise ConfigError("missing; a pipeline needs dataset, backbones and classifiers", field=missing[0])
+    document = PipelineDocument.from_mapping(data)
+    dataset = document.dataset
+    _check_dataset_spec(dataset.name, "dataset.name")
+    shared_config = dataset.given()
+    shared_config.pop("name")
+    shared_options = {key: shared_config.pop(key) for key in DATASET_OPTION_KEYS if key in shared_config}
+    backbones = tuple(_backbone(entry, f"backbones[{i}]", dataset.name, shared_config, shared_options, document.extract)
+                      for i, entry in enumerate(document.backbones))
+    classifiers = tuple(_classifier(entry, f"classifiers[{i}]", document.fit) for i, entry in enumerate(document.classifiers))
     _check_unique_backbones(backbones)
     _check_unique_classifiers(classifiers)
+    pca = None if document.pca is None else PcaConfig(**document.pca.given())
     return PipelineSpec(
-        name=_text(top.get("name", name), "name"),
-        description=_text(top["description"], "description") if top.get("description") is not None else "",
-        dataset=dataset,
+        name=(document.name or name).strip(),
+        description=(document.description or "").strip(),
+        dataset=dataset.name,
         backbones=backbones,
         classifiers=classifiers,
-        pca=_pca(top.get("pca", {})),
+        n_jobs=document.fit.n_jobs,
+        pca=pca,
         source=source,
     )
-
-
-def _dataset(value: Any) -> tuple[str, dict[str, Any]]:
-    spec, options = _named(value, "dataset", DATASET_KEYS, what="cifar10, cifar100, mnist, fashion-mnist, digits or imagefolder:PATH")
-    _check_dataset_spec(spec, "dataset.name")
-    checked = _typed(ExtractConfig, options, "dataset")
-    _build(ExtractConfig, {"backbone": "-", **checked}, "dataset", checked)
-    return spec, checked
 
 
 def _check_dataset_spec(spec: str, path: str) -> None:
@@ -278,42 +342,26 @@ def _check_dataset_spec(spec: str, path: str) -> None:
     try:
         parse_spec(spec)
     except FeatxError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(str(error), path=path) from None
 
 
-def _extract_hint(key: str) -> str:
-    if key in DATASET_KEYS:
-        return f"; set {key} under dataset: (every backbone must see the same images)"
-    if key in ("force", "cache_dir"):
-        return f"; {key} is an option of featx run, not of the file"
-    return ""
-
-
-def _extract_defaults(value: Any) -> dict[str, Any]:
-    """The ``extract:`` options, checked once on their own (so a mistake is named there)."""
-    defaults = _typed(ExtractConfig, _mapping(value, "extract", EXTRACT_KEYS, hint=_extract_hint), "extract")
-    config = _build(ExtractConfig, {"backbone": "-", **defaults}, "extract", defaults)
-    if "device" in defaults:
-        _check_device(config.device, "extract.device")
-    if "weights" in defaults:
-        _check_weights(config.weights, "extract.weights")
-    return defaults
-
-
-def _backbone(entry: Any, path: str, dataset: str, data_options: Mapping[str, Any], defaults: Mapping[str, Any]) -> ExtractConfig:
+def _backbone(entry: Config, path: str, dataset: str, shared_config: Mapping[str, Any], shared_options: Mapping[str, Any],
+              defaults: Config) -> ExtractRequest:
     from featx.extraction.backbones import resolve_backbone, resolve_data_config
 
-    name, options = _named(entry, path, EXTRACT_KEYS, what="a timm model name such as resnet50", hint=_extract_hint)
-    backbone = _resolve(resolve_backbone, name, f"{path}.name")
-    own = _typed(ExtractConfig, options, path)
-    merged = {**defaults, **own}
-    config = _build(ExtractConfig, {"backbone": name, "dataset": dataset, **data_options, **merged}, path, own)
+    fields = entry.fields()
+    name = fields.pop("name")
+    own, inherited = entry.given(), defaults.given()
+    own.pop("name")
+    merged = {**inherited, **own}
 
     def where(key: str) -> str:
         return f"{path}.{key}" if key in own else f"extract.{key}"
 
-    _check_device(config.device, where("device"))
-    _check_weights(config.weights, where("weights"))
+    backbone = _resolve(resolve_backbone, name, f"{path}.name")
+    config = ExtractConfig(backbone=name, **shared_config, **{k: v for k, v in merged.items() if k in EXTRACT_CONFIG_KEYS})
+    options = ExtractOptions(**shared_options, **{k: v for k, v in merged.items() if k in EXTRACT_OPTION_KEYS})
+    _check_weights(config.weights, path=where("weights"))
     overrides = {k: getattr(config, k) for k in ("image_size", "interpolation", "mean", "std", "crop_pct", "crop_mode") if getattr(config, k) is not None}
     try:  # the preprocessing overrides, checked as extraction will resolve them (no model built)
         resolve_data_config(backbone, **overrides)
@@ -322,77 +370,55 @@ def _backbone(entry: Any, path: str, dataset: str, data_options: Mapping[str, An
             try:
                 resolve_data_config(backbone, **{key: value})
             except ConfigError:
-                raise ConfigError(f"{where(key)}: {error}") from None
-        raise ConfigError(f"{path}: {error}") from None
-    return config
+                raise ConfigError(error.problem, path=where(key)) from None
+        raise ConfigError(error.problem, path=path) from None
+    return ExtractRequest(dataset=dataset, config=config, options=options)
 
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+def _check_weights(weights: str, *, path: str = "", field: str = "") -> None:
+    if weights not in ("pretrained", "random") and not Path(weights).expanduser().is_file():
+        raise ConfigError(f"{weights!r} is neither pretrained, random, nor an existing checkpoint file", path=path, field=field)
 
 
-def _check_device(device: str, path: str) -> None:
-    """The syntax only: whether CUDA is there is checked when the extraction runs."""
-    if not _DEVICE.match(str(device).strip().lower()):
-        raise ConfigError(f"{path}: {device!r} is not a device; use auto, cpu, cuda or cuda:<index>")
-
-
-def _check_weights(weights: str | os.PathLike[str], path: str) -> None:
-    text = os.fspath(weights)
-    if text not in ("pretrained", "random") and not Path(text).expanduser().is_file():
-        raise ConfigError(f"{path}: {text!r} is neither pretrained, random, nor an existing checkpoint file")
-
-
-def _classifier(entry: Any, path: str, defaults: Mapping[str, Any]) -> FitConfig:
+def _classifier(entry: Config, path: str, defaults: Config) -> FitConfig:
     from featx.fitting.classifiers import get_classifier
 
-    clf, options = _named(entry, path, FIT_KEYS, what="one of the classifiers of featx fit --help")
-    spec = _resolve(get_classifier, clf, f"{path}.name")
-    grid_entry = options.pop("grid", None)
-    grid = {} if grid_entry is None else _grid(spec, _mapping(grid_entry, f"{path}.grid", tuple(p.name for p in spec.grid)), f"{path}.grid")
-    merged = {**_typed(FitConfig, defaults, "fit"), **_typed(FitConfig, options, path)}
-    return _build(FitConfig, {"clf": clf, "grid": grid, **merged}, path, merged)
+    own = entry.given()
+    name, grid = own.pop("name"), own.pop("grid", None)
+    _resolve(get_classifier, name, f"{path}.name")
+    inherited = {k: v for k, v in defaults.given().items() if k in FIT_CONFIG_KEYS}
+    try:
+        return FitConfig(clf=name, grid=_grid_texts(grid, f"{path}.grid"), **{**inherited, **own})
+    except ConfigError as error:
+        where = path if error.field.split(".")[0] in (*own, "grid") else "fit"
+        raise error.located(where) from None
 
 
-def _grid(spec: Any, grid: Mapping[str, Any], path: str) -> dict[str, str]:
-    """Grid values as spec text, each checked by the classifier's own grid parser.
+def _grid_texts(grid: Mapping[str, Any] | None, path: str) -> dict[str, str]:
+    """Grid values as spec text, checked by the classifier's own grid parser.
 
     A list is joined into a comma list, so YAML numbers such as ``1e-3`` (which YAML 1.1
     reads as text) and real numbers are parsed by the same rules as ``--C-grid``.
     """
     texts: dict[str, str] = {}
-    for name, value in grid.items():
-        where = f"{path}.{name}"
+    for name, value in (grid or {}).items():
         if isinstance(value, (list, tuple)):
-            if not value or any(isinstance(v, (list, tuple, dict)) or isinstance(v, bool) or v is None for v in value):
-                raise ConfigError(f"{where}: expected a non-empty list of values, got {value!r}")
-            text = ",".join(str(v) for v in value)
+            if not value or any(isinstance(v, (list, tuple, dict, bool)) or v is None for v in value):
+                raise ConfigError(f"expected a non-empty list of values, got {describe_value(value)}", path=f"{path}.{name}")
+            texts[str(name)] = ",".join(str(v) for v in value)
         elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            text = str(value)
+            texts[str(name)] = str(value)
         else:
-            raise ConfigError(f"{where}: expected a list of values or a spec such as logspace:-4:0:5, got {value!r}")
-        try:
-            spec.resolve_grid({name: text})
-        except ConfigError as error:
-            raise ConfigError(f"{where}: {error}") from None
-        texts[name] = text
+            raise ConfigError(f"expected a list of values or a spec such as logspace:-4:0:5, got {describe_value(value)}", path=f"{path}.{name}")
     return texts
 
 
-def _pca(value: Any) -> PcaOptions | None:
-    if value is False or value is None:
-        return None
-    if value is True:
-        return PcaOptions()
-    options = _typed(PcaOptions, _mapping(value, "pca", tuple(f.name for f in dataclasses.fields(PcaOptions))), "pca")
-    return _build(PcaOptions, options, "pca", options)
-
-
-def _check_unique_backbones(backbones: tuple[ExtractConfig, ...]) -> None:
-    seen: dict[ExtractConfig, int] = {}
-    for index, config in enumerate(backbones):
-        if config in seen:
-            raise ConfigError(f"backbones[{index}]: the same backbone and options as backbones[{seen[config]}]")
-        seen[config] = index
+def _check_unique_backbones(backbones: tuple[ExtractRequest, ...]) -> None:
+    seen: dict[ExtractRequest, int] = {}
+    for index, request in enumerate(backbones):
+        if request in seen:
+            raise ConfigError(f"the same backbone and options as backbones[{seen[request]}]", path=f"backbones[{index}]")
+        seen[request] = index
 
 
 def _check_unique_classifiers(classifiers: tuple[FitConfig, ...]) -> None:
@@ -402,156 +428,19 @@ def _check_unique_classifiers(classifiers: tuple[FitConfig, ...]) -> None:
         column = (config.clf, Scale(config.scale).value, config.pca)
         if column in seen:
             raise ConfigError(
-                f"classifiers[{index}]: {config.clf} with the same scale and pca as classifiers[{seen[column]}]; "
-                "the report shows one result per classifier, scale and pca: merge the two grids, or change scale or pca"
+                f"{config.clf} with the same scale and pca as classifiers[{seen[column]}]; "
+                "the report shows one result per classifier, scale and pca: merge the two grids, or change scale or pca",
+                path=f"classifiers[{index}]",
             )
         seen[column] = index
 
 
-# --------------------------------------------------------------------------- generic checks
-
-
-def _mapping(value: Any, path: str, allowed: Sequence[str], *, hint: Callable[[str], str] = lambda key: "") -> dict[str, Any]:
-    """``value`` as a dict with only ``allowed`` keys; an unknown key names the closest ones."""
-    where = path or "the pipeline"
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of {', '.join(allowed)}, got {_describe(value)}")
-    for key in value:
-        if not isinstance(key, str) or key not in allowed:
-            close = closest_names(str(key), allowed)
-            suggestion = f"; did you mean {', '.join(close)}?" if close else ""
-            extra = hint(str(key))
-            raise ConfigError(f"{_join(path, str(key))}: unknown key{suggestion}{extra or ''} (valid: {', '.join(allowed)})")
-    return dict(value)
-
-
-def _named(value: Any, path: str, keys: Sequence[str], *, what: str, hint: Callable[[str], str] = lambda key: "") -> tuple[str, dict[str, Any]]:
-    """An entry given as a name, or as a mapping of ``name`` and options: ``(name, options)``."""
-    if isinstance(value, str):
-        value = {"name": value}
-    options = _mapping(value, path, ("name", *keys), hint=hint)
-    if "name" not in options:
-        raise ConfigError(f"{path}.name: missing ({what})")
-    return _text(options.pop("name"), f"{path}.name"), options
-
-
 def _resolve(lookup: Callable[[str], T], name: str, path: str) -> T:
-    """``lookup(name)`` from a registry; its error (with the closest names) prefixed by ``path``."""
+    """``lookup(name)`` from a registry; its error (with the closest names) located at ``path``."""
     try:
         return lookup(name)
+    except ConfigError as error:
+        raise type(error)(error.problem, path=path) from None
     except FeatxError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(str(error), path=path) from None
 
-
-def _list(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{path}: expected a non-empty list, got {_describe(value)}")
-    return value
-
-
-def _text(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{path}: expected text, got {_describe(value)}")
-    return value.strip()
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _describe(value: Any) -> str:
-    kind = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", dict: "a mapping", type(None): "nothing"}
-    return f"{value!r} ({kind.get(type(value), type(value).__name__)})" if value is not None else "nothing"
-
-
-def _typed(cls: type, values: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """Check each value against the type annotation of the dataclass field of that name.
-
-    YAML gives numbers, text, true/false, lists and mappings; a field typed ``float``
-    also takes text that is a number (YAML 1.1 reads ``1e-3`` as text) and a field typed
-    as a tuple takes a list.
-
-    Raises:
-        ConfigError: a value of the wrong type, naming ``path.key`` and what was expected.
-    """
-    hints = typing.get_type_hints(cls)
-    checked: dict[str, Any] = {}
-    for key, value in values.items():
-        accepted = _accepted(hints.get(key, Any))
-        converted = _convert(value, accepted)
-        if converted is _REJECTED:
-            raise ConfigError(f"{_join(path, key)}: expected {' or '.join(dict.fromkeys(_NAMES[a] for a in accepted))}, got {_describe(value)}")
-        checked[key] = converted
-    return checked
-
-
-_REJECTED = object()
-_NAMES = {bool: "true/false", int: "a whole number", float: "a number", str: "text", list: "a list", dict: "a mapping", type(None): "null", object: "anything"}
-
-
-def _accepted(annotation: Any) -> tuple[type, ...]:
-    """The YAML types a field annotation takes: ``int | None`` -> ``(int, NoneType)``."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return tuple(dict.fromkeys(t for member in typing.get_args(annotation) for t in _accepted(member)))
-    if annotation is Any:
-        return (object,)
-    if annotation is type(None):
-        return (type(None),)
-    target = origin or annotation
-    if isinstance(target, type):
-        if issubclass(target, enum.Enum) or issubclass(target, (str, os.PathLike)):
-            return (str,)
-        if target is bool:
-            return (bool,)
-        if target is int:
-            return (int,)
-        if target is float:
-            return (float,)
-        if issubclass(target, Mapping):
-            return (dict,)
-        if issubclass(target, (tuple, list, Sequence)):
-            return (list,)
-    return (object,)
-
-
-def _convert(value: Any, accepted: tuple[type, ...]) -> Any:
-    if object in accepted or (value is None and type(None) in accepted):
-        return value
-    if isinstance(value, bool):
-        return value if bool in accepted else _REJECTED
-    if isinstance(value, int) and int in accepted:
-        return value
-    if isinstance(value, (int, float)) and float in accepted:
-        return float(value)
-    if isinstance(value, str):
-        if str in accepted:
-            return value
-        if float in accepted:
-            try:
-                return float(value)
-            except ValueError:
-                return _REJECTED
-    if isinstance(value, list) and list in accepted:
-        return tuple(value)
-    if isinstance(value, dict) and dict in accepted:
-        return value
-    return _REJECTED
-
-
-def _build(cls: Callable[..., T], values: Mapping[str, Any], path: str, blame: Mapping[str, Any]) -> T:
-    """``cls(**values)``; its ConfigError is prefixed with the path of the key that caused it.
-
-    The key is found by building ``cls`` again with the keys of ``blame`` one at a time
-    (the configs check themselves cheaply, without I/O).
-    """
-    try:
-        return cls(**values)
-    except (ConfigError, TypeError, ValueError) as error:  # TypeError/ValueError: e.g. mean: [a, b, c]
-        base = {k: v for k, v in values.items() if k not in blame}
-        for key, value in blame.items():
-            try:
-                cls(**{**base, key: value})
-            except (ConfigError, TypeError, ValueError):
-                raise ConfigError(f"{_join(path, key)}: {error}") from None
-        raise ConfigError(f"{path}: {error}") from None

@@ -21,7 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 180
 #: a tiny, fast extraction: 40 digits per split, batches of 16 (three per split)
-TINY = {"weights": "random", "image_size": 32, "dataset": "digits", "limit": 40, "batch_size": 16}
+TINY_DATA = "digits"
+TINY = {"weights": "random", "image_size": 32, "limit": 40, "batch_size": 16}  # ExtractConfig fields and extract's options
 TINY_ARGS = ["--backbone", "test_resnet", "--weights", "random", "--image-size", "32", "--dataset", "digits", "--limit", "40", "--batch-size", "16"]
 
 

@@ -24,7 +24,7 @@ import featx
 from featx.cli import main
 from featx.core import faults
 from featx.fitting.records import iter_records, load_model
-from tests.reliability.support import TINY, TINY_ARGS, assert_one_line_error, featx_env
+from tests.reliability.support import TINY, TINY_ARGS, TINY_DATA, assert_one_line_error, featx_env
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,7 @@ def invoke(*args: str, fault: str | None = None) -> object:
 
 @pytest.mark.parametrize("fault", ["cache.rows_flushed:2:enospc", "cache.rows_written:4:enospc", "cache.split_complete:1:enospc", "cache.before_rename:1:enospc"])
 def test_disk_full_while_recomputing_leaves_the_cached_entry_untouched(fault: str) -> None:
-    path = featx.extract("test_resnet", **TINY)
+    path = featx.extract(TINY_DATA, backbone="test_resnet", **TINY)
     before = digest(path)
     result = invoke("extract", *TINY_ARGS, "--force", fault=fault)
     assert_one_line_error(result, "No space left on device", "free some space")
@@ -52,7 +52,7 @@ def test_disk_full_while_recomputing_leaves_the_cached_entry_untouched(fault: st
 
 
 def test_a_write_the_kernel_refuses_is_one_line_and_leaves_other_entries_alone(tmp_path: Path) -> None:
-    other = featx.extract("test_resnet", **{**TINY, "limit": 10})
+    other = featx.extract(TINY_DATA, backbone="test_resnet", **{**TINY, "limit": 10})
     before = digest(other)
 
     def small_files() -> None:  # the child may write files of 20 kB at most

@@ -20,8 +20,9 @@ import featx
 from featx.cache import partial_path, verify_file
 from featx.cache.shards import ShardSpec
 from featx.cli import main
-from featx.extraction.engine import ExtractConfig, extract_shard, plan_extraction
-from tests.reliability.support import TINY, TINY_ARGS, assert_one_line_error, assert_same_features
+from featx.extraction.config import ExtractConfig
+from featx.extraction.engine import extract_shard, plan_extraction
+from tests.reliability.support import TINY, TINY_ARGS, TINY_DATA, assert_one_line_error, assert_same_features
 from tests.reliability.support import featx as run_featx
 
 #: (fault, what the killed process leaves): three batches of 16, 16 and 8 rows per split
@@ -41,11 +42,11 @@ KILL_POINTS = {
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same extraction, never interrupted."""
-    return featx.extract("test_resnet", **TINY, cache_dir=tmp_path_factory.mktemp("reference"))
+    return featx.extract(TINY_DATA, backbone="test_resnet", **TINY, cache_dir=tmp_path_factory.mktemp("reference"))
 
 
 def entry() -> Path:
-    return plan_extraction(ExtractConfig(backbone="test_resnet", **TINY)).path
+    return plan_extraction(TINY_DATA, backbone="test_resnet", **TINY).path
 
 
 def assert_readers_refuse(final: Path) -> None:
@@ -73,7 +74,7 @@ def test_sigkill_at_a_write_point_then_the_next_run_finishes_exactly(fault: str,
     else:
         assert partial_path(final).exists() == (left == "partial")
         assert_readers_refuse(final)
-    path = featx.extract("test_resnet", **TINY)  # the next run: resumes, or is a cache hit
+    path = featx.extract(TINY_DATA, backbone="test_resnet", **TINY)  # the next run: resumes, or is a cache hit
     assert path == final and not partial_path(final).exists()
     assert verify_file(final) == []
     assert_same_features(final, reference)
@@ -87,7 +88,7 @@ def test_sigkill_while_stitching_shards_then_cache_stitch_completes(reference: P
     final = entry()
     assert not final.exists()
     assert_readers_refuse(final)
-    result = extract_shard(ExtractConfig(backbone="test_resnet", **TINY), ShardSpec(1, 2))
+    result = extract_shard(TINY_DATA, ExtractConfig(backbone="test_resnet", weights="random", image_size=32, limit=40), ShardSpec(1, 2), batch_size=16)
     assert not result.computed and result.stitched == final  # the shard was complete: only stitched
     assert verify_file(final) == []
     assert_same_features(final, reference)

@@ -1,9 +1,9 @@
 """``featx demo``: the whole pipeline, offline, on scikit-learn's embedded digits.
 
-It runs ``pipelines/demo.yaml`` (two small timm backbones, three classifiers, PCA, the
+It runs ``featx/runner/pipelines/demo.yaml`` (two small timm backbones, three classifiers, PCA, the
 report) and needs no network and no download: the digits come with scikit-learn, and the
 backbones' pretrained weights are used only when they are already on this machine
-(:func:`featx.extraction.backbones.pretrained_cached`). When they are not, the demo runs with
+(:func:`featx.extraction.weights.pretrained_cached`). When they are not, the demo runs with
 random weights and says so loudly: in the terminal, and on the report page, which marks
 every random-weight backbone (the cache files record ``weights_mode = random``).
 """
@@ -54,20 +54,22 @@ def choose_weights(spec: PipelineSpec, weights: str = "auto") -> tuple[PipelineS
     Raises:
         ConfigError: an unknown ``weights`` choice.
     """
-    from featx.extraction.backbones import pretrained_cached, resolve_backbone
+    from featx.extraction.backbones import resolve_backbone
+    from featx.extraction.weights import pretrained_cached
 
     if weights not in WEIGHT_CHOICES:
-        raise ConfigError(f"demo weights {weights!r}: use one of {', '.join(WEIGHT_CHOICES)}")
+        raise ConfigError(f"{weights!r}: use one of {', '.join(WEIGHT_CHOICES)}", field="weights")
     backbones, random = [], []
-    for config in spec.backbones:
-        chosen = os.fspath(config.weights)
+    for request in spec.backbones:
+        config = request.config
+        chosen = config.weights
         if weights == "random" or (weights == "auto" and chosen == "pretrained" and not pretrained_cached(resolve_backbone(config.backbone))):
             chosen = "random"
         elif weights == "pretrained":
             chosen = "pretrained"
         if chosen == "random":
             random.append(config.backbone)
-        backbones.append(replace(config, weights=chosen))
+        backbones.append(request.replace(config=config.replace(weights=chosen)))
     return replace(spec, backbones=tuple(backbones)), tuple(random)
 
 
@@ -87,7 +89,7 @@ def demo(
         result.report            # reports/index.html
 
     Args:
-        pipeline: another pipeline file to run the same way (default ``pipelines/demo.yaml``).
+        pipeline: another pipeline file to run the same way (default: the demo pipeline shipped in the package).
         weights: ``auto`` (pretrained where cached locally, else random), ``pretrained`` or ``random``.
         cache_dir: the feature cache root (default ``features/`` or ``FEATX_CACHE_DIR``).
         reports_dir: the reports root (default ``reports/`` or ``FEATX_REPORTS_DIR``).

@@ -1,0 +1,305 @@
+"""The report's views: what each part of the page shows, built from the data model.
+
+A :class:`TableView` per test set (the backbone x classifier table), a
+:class:`FeatureView` per backbone (its extraction facts and PCA plots) and a
+:class:`RunView` per run (grid curve, confusion matrix, per-class scores, how it was
+made): frozen values that the Jinja2 template renders, with the plots already drawn
+(:mod:`featx.reporting.plots`) and embedded as ``data:`` URIs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from featx.core import figures
+from featx.core.errors import FeatxError
+from featx.fitting.classifiers import classifier_label
+from featx.fitting.grids import format_point, format_short, format_spec
+from featx.fitting.records import RunRecord
+from featx.reporting import plots
+from featx.reporting.model import Selection, extraction_frame, input_text, row_labels, triple_text, weights_kind, weights_text
+from featx.reporting.provenance import extract_command, fit_command
+
+log = logging.getLogger(__name__)
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def pp(value: float) -> str:
+    return f"{value * 100:.2f}"
+
+
+def anchor(prefix: str, *parts: object) -> str:
+    return "-".join([prefix, *("".join(c if c.isalnum() else "-" for c in str(p)) for p in parts)])
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One backbone x classifier result in a comparison table."""
+
+    test: float
+    cv_mean: float
+    cv_std: float
+    params: str
+    anchor: str
+    best: bool
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One feature file's line of a comparison table."""
+
+    label: str
+    anchor: str
+    weights: str
+    random: bool
+    cells: tuple[Cell | None, ...]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """An embedded plot."""
+
+    uri: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class PcaView:
+    """The PCA plots of one feature file at one scaling (or why there are none)."""
+
+    scale: str
+    scatter: Figure | None = None
+    variance: Figure | None = None
+    summary: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RunView:
+    """The detail of one run."""
+
+    anchor: str
+    title: str
+    random: bool
+    grid_curve: Figure
+    confusion: Figure
+    per_class: pd.DataFrame
+    facts: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+    command: str
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """One feature file: how it was made, its PCA plots and its runs."""
+
+    anchor: str
+    label: str
+    weights: str
+    random: bool
+    facts: tuple[tuple[str, str], ...]
+    pca: tuple[PcaView, ...]
+    runs: tuple[RunView, ...]
+    command: str
+
+
+@dataclass(frozen=True)
+class TableView:
+    """One test set: its comparison table, extraction facts and the detail of its rows."""
+
+    anchor: str
+    title: str
+    subtitle: str
+    columns: tuple[str, ...]
+    rows: tuple[Row, ...]
+    best: str
+    extraction: pd.DataFrame
+    features: tuple[FeatureView, ...]
+    n_random: int
+
+
+def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bool) -> TableView:
+    records: list[RunRecord] = list(group["record"])
+    first = records[0].features
+    labels = row_labels(group)
+    columns = tuple(dict.fromkeys(group.sort_values("column_order", kind="stable")["column"]))
+    row_keys = list(dict.fromkeys(group["features_key"]))
+    table = group.pivot(index="features_key", columns="column", values="record").reindex(index=row_keys, columns=list(columns))
+    best_value = float(group["test_accuracy"].max())
+    rows = []
+    for key, line in table.iterrows():
+        source = next(r.features for r in records if r.features.key == key)
+        cells = []
+        for record in line:
+            cells.append(None if not isinstance(record, RunRecord) else Cell(
+                test=record.test_accuracy,
+                cv_mean=record.cv_best_score,
+                cv_std=record.cv_best_std,
+                params=format_point(record.best_params, short=True),
+                anchor=anchor("run", record.run_key),
+                best=record.test_accuracy == best_value,
+                flags=tuple(run_flags(record)),
+            ))
+        rows.append(Row(labels[key], anchor("features", key), weights_text(source.attrs), weights_kind(source.attrs) == "random", tuple(cells)))
+    winners = [f"{labels[r.features.key]} + {classifier_label(r.clf, r.scale, r.pca)}" for r in records if r.test_accuracy == best_value]
+    best = f"Best: {' and '.join(winners)}, {pct(best_value)} test accuracy."
+    features = []
+    for key in row_keys:
+        runs = [r for r in records if r.features.key == key]
+        features.append(_feature_view(runs, labels[key], selection, root, pca=pca))
+    n_classes = len(records[0].class_names)
+    limit = first.attrs.get("limit")
+    subtitle = f"{first.n_train:,} train / {first.n_test:,} test images, {n_classes} classes"
+    if limit not in (None, ""):
+        subtitle += f", subset of at most {limit} images per split (--limit)"
+    location = first.attrs.get("dataset_location")
+    if location:
+        subtitle += f"; read from {location}"
+    return TableView(
+        anchor=anchor("dataset", first.dataset, first.key),
+        title=first.dataset,
+        subtitle=subtitle,
+        columns=columns,
+        rows=tuple(rows),
+        best=best,
+        extraction=extraction_frame(records, labels),
+        features=tuple(features),
+        n_random=sum(row.random for row in rows),
+    )
+
+
+def run_flags(record: RunRecord) -> list[str]:
+    """Things a careful reader should know about a run: a best point at the grid's edge, solver warnings.
+
+    A best value at the edge of a numeric grid (of three values or more) is flagged when
+    it scores strictly better than its neighbour inside the grid: the optimum may lie
+    beyond. ``k = 1`` is a natural edge and never flagged.
+    """
+    flags = []
+    scores = {json.dumps(p.params, sort_keys=True): p.mean for p in record.cv_results}
+    for name, values in record.grid.items():
+        numbers = sorted(v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
+        if len(numbers) < 3 or len(numbers) != len(values) or name not in record.best_params:
+            continue
+        chosen = record.best_params[name]
+        if chosen not in (numbers[0], numbers[-1]) or (name == "n_neighbors" and chosen == 1):
+            continue
+        neighbour = numbers[-2] if chosen == numbers[-1] else numbers[1]
+        inside = scores.get(json.dumps({**record.best_params, name: neighbour}, sort_keys=True))
+        if inside is not None and record.cv_best_score > inside:
+            side = "largest" if chosen == numbers[-1] else "smallest"
+            way = "upwards" if chosen == numbers[-1] else "downwards"
+            flags.append(f"best {name}={format_short(chosen)} is the {side} value of the grid: widen it {way}")
+    if record.warnings:
+        flags.append(f"{len(record.warnings)} solver warning(s), e.g. {record.warnings[0][:160]}")
+    return flags
+
+
+def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, root: Path, *, pca: bool) -> FeatureView:
+    f = runs[0].features
+    a = f.attrs
+    random = weights_kind(a) == "random"
+    facts = [
+        ("backbone", f"{f.backbone} (timm {a.get('architecture', f.backbone)}{', tag ' + str(a['pretrained_tag']) if a.get('pretrained_tag') and not random else ''})"),
+        ("weights", weights_text(a)),
+        ("input", input_text(a)),
+        ("mean / std", f"{triple_text(a.get('mean'))} / {triple_text(a.get('std'))}"),
+        ("precision", str(a.get("precision", "-"))),
+        ("features", f"{f.feature_dim:,}-d, {f.n_train:,} train + {f.n_test:,} test rows"),
+    ]
+    for name, split in f.splits.items():
+        rate = split.get("images_per_second")
+        facts.append((f"{name} split", f"{float(split.get('seconds') or 0):,.1f} s, {float(rate or 0):,.0f} images/s on {split.get('device') or '-'}"))
+    facts += [
+        ("versions", f"timm {a.get('timm_version', '?')}, torch {a.get('torch_version', '?')}, featx {a.get('featx_version', '?')}"),
+        ("created", str(a.get("created", "-"))),
+        ("cache file", f"{f.path} (key {f.key})"),
+    ]
+    scales = list(dict.fromkeys(r.scale for r in runs))
+    return FeatureView(
+        anchor=anchor("features", f.key),
+        label=label,
+        weights=weights_text(a),
+        random=random,
+        facts=tuple(facts),
+        pca=tuple(_pca_view(f.path, f.backbone, f.key, scale, root, draw=pca) for scale in scales),
+        runs=tuple(_run_view(r, label, selection) for r in runs),
+        command=extract_command(a, f.backbone),
+    )
+
+
+def _pca_view(features_path: str, backbone: str, key: str, scale: str, root: Path, *, draw: bool) -> PcaView:
+    from featx.fitting.projection import PCA_DIR, existing_pca, pca, pca_stem
+
+    found = existing_pca(root / PCA_DIR / f"{pca_stem(backbone, key, scale)}.json", key=key)
+    if found is None and draw:
+        if not Path(features_path).is_file():
+            return PcaView(scale, note=f"no PCA plot: the features file {features_path} is no longer in the cache")
+        try:
+            found = pca(features_path, dataset=None, scale=scale, reports_dir=root)
+        except FeatxError as error:
+            return PcaView(scale, note=f"no PCA plot: {error}")
+    if found is None:
+        return PcaView(scale, note="no PCA plot yet (featx pca, or featx report without --no-pca, draws it)")
+    marks = ", ".join(f"{count} for {mark}" for mark, count in found.components_for.items())
+    return PcaView(
+        scale,
+        scatter=Figure(figures.data_uri(found.scatter_png.read_bytes()), f"PCA scatter of the {backbone} features, scale {scale}"),
+        variance=Figure(figures.data_uri(found.variance_png.read_bytes()), f"explained variance of the {backbone} features"),
+        summary=f"PC 1 and PC 2 explain {found.explained_variance_ratio[:2].sum():.1%} of the variance; components needed: {marks}.",
+    )
+
+
+def _run_view(record: RunRecord, label: str, selection: Selection) -> RunView:
+    column = classifier_label(record.clf, record.scale, record.pca)
+    points = [p.params for p in record.cv_results]
+    curve = plots.grid_curve_png(
+        points, [p.mean for p in record.cv_results], [p.std for p in record.cv_results],
+        grid=record.grid, best=record.best_params, title=f"{column} on {label}: {record.cv}-fold CV",
+    )
+    confusion = plots.confusion_png(record.confusion_matrix, record.class_names,
+                                    title=f"{column} on {label}: test accuracy {pct(record.test_accuracy)}")
+    per_class = pd.DataFrame({
+        "class": [c.name for c in record.per_class],
+        "precision": [f"{c.precision:.3f}" for c in record.per_class],
+        "recall": [f"{c.recall:.3f}" for c in record.per_class],
+        "F1": [f"{c.f1:.3f}" for c in record.per_class],
+        "support": [f"{c.support:,}" for c in record.per_class],
+    })
+    facts = [
+        ("test accuracy", pct(record.test_accuracy)
+         + (f"; top-5 {pct(record.top5_accuracy)}" if record.top5_accuracy is not None else "")
+         + f"; macro F1 {record.macro_f1:.4f}"),
+        ("best point", f"{format_point(record.best_params, short=True)}: CV accuracy {pct(record.cv_best_score)} ± {pp(record.cv_best_std)}"),
+        ("grid", "; ".join(f"{name}: {format_spec(values)}" for name, values in record.grid.items())),
+        ("protocol", f"{record.cv}-fold stratified CV on the {record.features.n_train:,} train images (seed {record.seed}), "
+                     f"best point refit on all of them, scored once on the {record.features.n_test:,} test images"),
+        ("pipeline", " → ".join(record.pipeline)),
+        ("timings", f"search {record.search_seconds:,.1f} s, refit {record.fit_seconds:,.1f} s, predict {record.predict_seconds:,.2f} s"),
+        ("record", f"{record.record_file} ({record.created}, featx {record.featx_version})"),
+    ]
+    notes = list(run_flags(record)) + [f"solver warning: {w}" for w in record.warnings[1:4]]
+    older = selection.superseded.get(record.run_key, 0)
+    if older:
+        notes.append(f"{older} older record(s) of this backbone and classifier exist (other grid or protocol); the newest is shown")
+    return RunView(
+        anchor=anchor("run", record.run_key),
+        title=f"{label} × {column}",
+        random=weights_kind(record.features.attrs) == "random",
+        grid_curve=Figure(figures.data_uri(curve), f"CV accuracy over the grid of {column} on {label}"),
+        confusion=Figure(figures.data_uri(confusion), f"confusion matrix of {column} on {label}"),
+        per_class=per_class,
+        facts=tuple(facts),
+        notes=tuple(notes),
+        command=fit_command(record),
+    )
