@@ -77,16 +77,35 @@ def bench_fit(client: Any, path: Path, clfs: list[str], work: Path) -> list[dict
         runs = {}
         for where in ("local", "cluster"):
             start = time.perf_counter()
-            record = featx.fit(path, clf=clf, grid=GRIDS[clf], cv=5, seed=0, n_jobs=-1, reports_dir=work / where,
-                               client=client if where == "cluster" else None)
+            record = featx.fit(
+                path,
+                clf=clf,
+                grid=GRIDS[clf],
+                cv=5,
+                seed=0,
+                n_jobs=-1,
+                reports_dir=work / where,
+                client=client if where == "cluster" else None,
+            )
             runs[where] = (time.perf_counter() - start, record)
         (local_s, local), (cluster_s, remote) = runs["local"], runs["cluster"]
         difference = max(abs(a - b) for p, q in zip(local.cv_results, remote.cv_results) for a, b in zip(p.fold_scores, q.fold_scores))
-        rows.append(emit(
-            "fit", clf=clf, local_s=local_s, cluster_s=cluster_s, local_search_s=local.search_seconds, cluster_search_s=remote.search_seconds,
-            local_refit_s=local.fit_seconds, cluster_refit_s=remote.fit_seconds, read_s=local.read_seconds,
-            cv_best=local.cv_best_score, test_accuracy=(local.test_accuracy, remote.test_accuracy), max_cv_difference=difference,
-        ))
+        rows.append(
+            emit(
+                "fit",
+                clf=clf,
+                local_s=local_s,
+                cluster_s=cluster_s,
+                local_search_s=local.search_seconds,
+                cluster_search_s=remote.search_seconds,
+                local_refit_s=local.fit_seconds,
+                cluster_refit_s=remote.fit_seconds,
+                read_s=local.read_seconds,
+                cv_best=local.cv_best_score,
+                test_accuracy=(local.test_accuracy, remote.test_accuracy),
+                max_cv_difference=difference,
+            )
+        )
     return rows
 
 
@@ -137,11 +156,17 @@ def bench_overhead(client: Any, arrays: dict[str, tuple[np.ndarray, np.ndarray]]
     fold_s = time.perf_counter() - start
     row = emit(
         "overhead",
-        task_round_trip_ms_median=1e3 * statistics.median(latencies), task_round_trip_ms_p90=1e3 * sorted(latencies)[int(0.9 * len(latencies))],
+        task_round_trip_ms_median=1e3 * statistics.median(latencies),
+        task_round_trip_ms_p90=1e3 * sorted(latencies)[int(0.9 * len(latencies))],
         tasks_per_second_2000_at_once=2000 / many,
-        scatter_train_s=scatter_s, replicate_to_second_worker_s=replicate_s, share_train_and_test_s=share_s,
-        train_mb=(X.nbytes + y.nbytes) / 1e6, test_mb=(X_test.nbytes + y_test.nbytes) / 1e6,
-        fold_task_bytes=task_bytes, fold_result_bytes=len(pickle.dumps(result)), logreg_fold_seconds=fold_s,
+        scatter_train_s=scatter_s,
+        replicate_to_second_worker_s=replicate_s,
+        share_train_and_test_s=share_s,
+        train_mb=(X.nbytes + y.nbytes) / 1e6,
+        test_mb=(X_test.nbytes + y_test.nbytes) / 1e6,
+        fold_task_bytes=task_bytes,
+        fold_result_bytes=len(pickle.dumps(result)),
+        logreg_fold_seconds=fold_s,
         fold_compute_seconds=result.seconds,
     )
     refit_sizes = {}
@@ -163,20 +188,29 @@ def bench_stitch(work: Path, *, n_train: int, n_test: int, dim: int, count: int)
     from featx.cache.shards import ShardSpec, stitch
 
     rng = np.random.default_rng(0)
-    arrays = {split: (rng.random((n, dim), dtype=np.float32), rng.integers(0, 10, n).astype(np.int64)) for split, n in (("train", n_train), ("test", n_test))}
+    arrays = {
+        split: (rng.random((n, dim), dtype=np.float32), rng.integers(0, 10, n).astype(np.int64))
+        for split, n in (("train", n_train), ("test", n_test))
+    }
     sizes = {"train": n_train, "test": n_test}
     final = work / "stitch" / "bench" / "synthetic__00000000feedbeef.h5"
     start = time.perf_counter()
     for index in range(count):
         shard = ShardSpec(index, count)
         part = {split: (x[slice(*shard.rows(len(y)))], y[slice(*shard.rows(len(y)))]) for split, (x, y) in arrays.items()}
-        cachefile.write_features(shard.path(final), part, class_names=[str(c) for c in range(10)],
-                                 attrs={"key": "00000000feedbeef", "backbone": "synthetic", "dataset": "bench", **shard.attrs(sizes)})
+        cachefile.write_features(
+            shard.path(final),
+            part,
+            class_names=[str(c) for c in range(10)],
+            attrs={"key": "00000000feedbeef", "backbone": "synthetic", "dataset": "bench", **shard.attrs(sizes)},
+        )
     write_s = time.perf_counter() - start
     start = time.perf_counter()
     stitch(final, count)
     stitch_s = time.perf_counter() - start
-    plain = cachefile.write_features(work / "stitch" / "plain" / "synthetic__00000000feedbeef.h5", arrays, class_names=[str(c) for c in range(10)])
+    plain = cachefile.write_features(
+        work / "stitch" / "plain" / "synthetic__00000000feedbeef.h5", arrays, class_names=[str(c) for c in range(10)]
+    )
     reads = {}
     for name, path in (("stitched", final), ("plain", plain)):
         timings = []
@@ -186,16 +220,25 @@ def bench_stitch(work: Path, *, n_train: int, n_test: int, dim: int, count: int)
             timings.append(time.perf_counter() - start)
         reads[name] = min(timings)
     return emit(
-        "stitch", shards=count, rows=n_train + n_test, dim=dim, data_mb=sum(x.nbytes for x, _ in arrays.values()) / 1e6,
-        write_shards_s=write_s, stitch_s=stitch_s, stitched_file_kb=final.stat().st_size / 1e3,
-        read_train_stitched_s=reads["stitched"], read_train_plain_s=reads["plain"],
+        "stitch",
+        shards=count,
+        rows=n_train + n_test,
+        dim=dim,
+        data_mb=sum(x.nbytes for x, _ in arrays.values()) / 1e6,
+        write_shards_s=write_s,
+        stitch_s=stitch_s,
+        stitched_file_kb=final.stat().st_size / 1e3,
+        read_train_stitched_s=reads["stitched"],
+        read_train_plain_s=reads["plain"],
     )
 
 
 # --------------------------------------------------------------------------- extract
 
 
-def bench_extract(work: Path, *, source: str | None, model: str, image_size: int, n_images: int, workers: int, shards: list[int]) -> list[dict[str, Any]]:
+def bench_extract(
+    work: Path, *, source: str | None, model: str, image_size: int, n_images: int, workers: int, shards: list[int]
+) -> list[dict[str, Any]]:
     from extract_bench import bench_folder, resolve_input
 
     import featx
@@ -204,15 +247,24 @@ def bench_extract(work: Path, *, source: str | None, model: str, image_size: int
     from featx.extraction.engine import ExtractConfig
 
     folder, _ = bench_folder(resolve_input(source, work, n_images), n_images, work)
-    config = ExtractConfig(backbone=model, dataset=f"imagefolder:{folder}", weights="random", image_size=image_size, precision="fp32", force=True,
-                           cache_dir=work / "features")
+    config = ExtractConfig(
+        backbone=model,
+        dataset=f"imagefolder:{folder}",
+        weights="random",
+        image_size=image_size,
+        precision="fp32",
+        force=True,
+        cache_dir=work / "features",
+    )
     rows = []
     featx.extract(dataclasses.replace(config, limit=100, force=False, cache_dir=work / "warm"))  # imports torch here
     start = time.perf_counter()
     path = featx.extract(config)
     rows.append(_extract_row("here, 1 process", n_images, time.perf_counter() - start, read_info(path)))
     with cluster.connect(f"local:{workers}") as client:
-        cluster.extract_on_cluster(client, dataclasses.replace(config, limit=100, force=False, cache_dir=work / "warm"), shards=workers)  # and on the workers
+        cluster.extract_on_cluster(
+            client, dataclasses.replace(config, limit=100, force=False, cache_dir=work / "warm"), shards=workers
+        )  # and on the workers
         for count in shards:
             start = time.perf_counter()
             path = cluster.extract_on_cluster(client, config, shards=count)
@@ -222,8 +274,15 @@ def bench_extract(work: Path, *, source: str | None, model: str, image_size: int
 
 def _extract_row(label: str, n_images: int, seconds: float, info: Any) -> dict[str, Any]:
     compute = sum(split.seconds for split in info.splits.values())
-    return emit("extract", run=label, images=n_images, wall_s=seconds, images_per_second_wall=n_images / seconds,
-                compute_s_summed_over_shards=compute, device=info.splits["train"].device)
+    return emit(
+        "extract",
+        run=label,
+        images=n_images,
+        wall_s=seconds,
+        images_per_second_wall=n_images / seconds,
+        compute_s_summed_over_shards=compute,
+        device=info.splits["train"].device,
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -235,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the local:N cluster")
     parser.add_argument("--clf", default="linearsvc,logreg,knn")
     parser.add_argument("--quick", action="store_true", help="4,000 x 256 features, small stitch and extract, for iterating")
-    parser.add_argument("--input", help="images for the extract part: a folder or a .zip (default: the shared CIFAR-10 zip, unpacked to a temporary folder)")
+    parser.add_argument(
+        "--input", help="images for the extract part: a folder or a .zip (default: the shared CIFAR-10 zip, unpacked to a temporary folder)"
+    )
     parser.add_argument("--extract-model", default="resnet18")
     parser.add_argument("--extract-size", type=int, default=112)
     parser.add_argument("--extract-images", type=int, default=2400)
@@ -253,17 +314,26 @@ def main(argv: list[str] | None = None) -> int:
     import distributed
     import sklearn
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, numpy {np.__version__}, "
-          f"scikit-learn {sklearn.__version__}, distributed {distributed.__version__}", flush=True)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, numpy {np.__version__}, "
+        f"scikit-learn {sklearn.__version__}, distributed {distributed.__version__}",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     try:
         if "fit" in parts or "overhead" in parts:
             arrays = synthetic_features(n_train, n_test, dim, 10, seed=0)
-            path = write_features(work / "bench" / "synthetic__0123456789abcdef.h5", arrays, class_names=[f"class_{i}" for i in range(10)],
-                                  attrs={"backbone": "synthetic", "dataset": "bench"})
+            path = write_features(
+                work / "bench" / "synthetic__0123456789abcdef.h5",
+                arrays,
+                class_names=[f"class_{i}" for i in range(10)],
+                attrs={"backbone": "synthetic", "dataset": "bench"},
+            )
             start = time.perf_counter()
             with cluster.connect(f"local:{args.workers}") as client:
-                rows.append(emit("cluster", workers=args.workers, start_s=time.perf_counter() - start, summary=cluster.cluster_summary(client)))
+                rows.append(
+                    emit("cluster", workers=args.workers, start_s=time.perf_counter() - start, summary=cluster.cluster_summary(client))
+                )
                 if "fit" in parts:
                     rows += bench_fit(client, path, args.clf.split(","), work)
                 if "overhead" in parts:
@@ -273,8 +343,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_stitch(work, n_train=shape[0], n_test=shape[1], dim=shape[2], count=8))
         if "extract" in parts:
             images = 600 if args.quick else args.extract_images
-            rows += bench_extract(work, source=args.input, model=args.extract_model, image_size=args.extract_size, n_images=images, workers=args.workers,
-                                  shards=[args.workers, 4 * args.workers])
+            rows += bench_extract(
+                work,
+                source=args.input,
+                model=args.extract_model,
+                image_size=args.extract_size,
+                n_images=images,
+                workers=args.workers,
+                shards=[args.workers, 4 * args.workers],
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

@@ -126,15 +126,30 @@ def run_featx(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     path = featx.extract(
-        args.model, dataset=f"imagefolder:{args.folder}", weights="random", image_size=args.image_size, device=args.device,
-        precision=args.precision, batch_size=args.batch_size, num_workers=args.num_workers, cache_dir=args.cache_dir, force=True,
+        args.model,
+        dataset=f"imagefolder:{args.folder}",
+        weights="random",
+        image_size=args.image_size,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        cache_dir=args.cache_dir,
+        force=True,
     )
     wall = time.perf_counter() - started
     info = read_info(path)
     images = sum(s.n_rows for s in info.splits.values())
     seconds = sum(s.seconds for s in info.splits.values())
-    return {"images": images, "seconds": seconds, "images_per_second": images / seconds, "wall_seconds": wall,
-            "device": next(iter(info.splits.values())).device, "precision": info.attrs.get("precision"), **peak_rss_bytes()}
+    return {
+        "images": images,
+        "seconds": seconds,
+        "images_per_second": images / seconds,
+        "wall_seconds": wall,
+        "device": next(iter(info.splits.values())).device,
+        "precision": info.attrs.get("precision"),
+        **peak_rss_bytes(),
+    }
 
 
 def run_naive(args: argparse.Namespace) -> dict[str, Any]:
@@ -149,7 +164,9 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
     files = [Path(line) for line in Path(args.file_list).read_text().splitlines()]
     config = timm.data.resolve_data_config({}, model=timm.create_model(args.model, pretrained=False))
     size = args.image_size or config["input_size"][-1]
-    transform = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(), transforms.Normalize(config["mean"], config["std"])])
+    transform = transforms.Compose(
+        [transforms.Resize((size, size)), transforms.ToTensor(), transforms.Normalize(config["mean"], config["std"])]
+    )
 
     class Images(Dataset):
         def __len__(self) -> int:
@@ -158,7 +175,9 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
         def __getitem__(self, index: int) -> Any:
             return transform(Image.open(files[index]).convert("RGB")), 0
 
-    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else args.device if args.device != "auto" else "cpu")
+    device = torch.device(
+        "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else args.device if args.device != "auto" else "cpu"
+    )
     torch.manual_seed(0)
     model = timm.create_model(args.model, pretrained=False, num_classes=0).eval().to(device)
     started = time.perf_counter()
@@ -168,8 +187,15 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
             features.append(model(images.to(device)).cpu().numpy())
     result = np.concatenate(features)
     seconds = time.perf_counter() - started
-    return {"images": len(result), "seconds": seconds, "images_per_second": len(result) / seconds, "wall_seconds": seconds,
-            "device": str(device), "precision": "fp32", **peak_rss_bytes()}
+    return {
+        "images": len(result),
+        "seconds": seconds,
+        "images_per_second": len(result) / seconds,
+        "wall_seconds": seconds,
+        "device": str(device),
+        "precision": "fp32",
+        **peak_rss_bytes(),
+    }
 
 
 # --------------------------------------------------------------------------- driver
@@ -215,15 +241,28 @@ def mib(n_bytes: float) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["run", "images", "images/s", "seconds", "wall s", "peak RSS main", "peak RSS children", "device"]
-    body = [[r["label"], f"{r['images']:,}", f"{r['images_per_second']:,.1f}", f"{r['seconds']:.1f}", f"{r['wall_seconds']:.1f}",
-             mib(r["peak_rss_main"]), mib(r["peak_rss_children"]), r["device"]] for r in rows]
+    body = [
+        [
+            r["label"],
+            f"{r['images']:,}",
+            f"{r['images_per_second']:,.1f}",
+            f"{r['seconds']:.1f}",
+            f"{r['wall_seconds']:.1f}",
+            mib(r["peak_rss_main"]),
+            mib(r["peak_rss_children"]),
+            r["device"],
+        ]
+        for r in rows
+    ]
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *body)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("Examples::")[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("Examples::")[1]
+    )
     parser.add_argument("--model", default="resnet18", help="timm model name [resnet18]")
     parser.add_argument("--image-size", type=int, default=None, help="input edge [the model's]")
     parser.add_argument("--n-images", type=int, default=2000, help="images for the featx throughput runs [2000]")
@@ -234,9 +273,13 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=None, help="featx decoding workers [featx's default]")
     parser.add_argument("--naive-workers", type=int, default=2, help="naive DataLoader workers [2]")
     parser.add_argument("--memory-sizes", default="10000,50000", help="featx runs for peak memory, comma-separated image counts; '' skips")
-    parser.add_argument("--memory-model", default="test_resnet", help="model of the memory runs [test_resnet: memory is about the data path]")
+    parser.add_argument(
+        "--memory-model", default="test_resnet", help="model of the memory runs [test_resnet: memory is about the data path]"
+    )
     parser.add_argument("--memory-image-size", type=int, default=64, help="input edge of the memory runs [64]")
-    parser.add_argument("--repeat", type=int, default=1, help="measure each throughput run this many times, alternating sides; report the median [1]")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure each throughput run this many times, alternating sides; report the median [1]"
+    )
     parser.add_argument("--input", default=None, help="image folder or .zip [../shared/data/cifar10-jpg.zip, else synthetic 32x32 JPEGs]")
     parser.add_argument("--json-out", default=None, help="also write every result here")
     parser.add_argument("--child-json", default=None, help=argparse.SUPPRESS)
@@ -263,13 +306,25 @@ def main() -> None:
                 runs.setdefault(label, []).append(child("naive", args, file_list=str(file_list), label=label))
             for precision in [p.strip() for p in args.precision.split(",") if p.strip()]:
                 label = f"featx {precision}"
-                runs.setdefault(label, []).append(child("featx", args, folder=str(folder), precision=precision, cache_dir=str(scratch / "cache"), label=label))
+                runs.setdefault(label, []).append(
+                    child("featx", args, folder=str(folder), precision=precision, cache_dir=str(scratch / "cache"), label=label)
+                )
         results = [median_run(label_runs) for label_runs in runs.values()]
         memory = []
         for size in sizes:
             memory_folder, _ = bench_folder(source, size, scratch)
-            memory.append(child("featx", args, folder=str(memory_folder), model=args.memory_model, image_size=args.memory_image_size,
-                                precision=args.precision.split(",")[0], cache_dir=str(scratch / "cache"), label=f"featx memory, {size:,} images"))
+            memory.append(
+                child(
+                    "featx",
+                    args,
+                    folder=str(memory_folder),
+                    model=args.memory_model,
+                    image_size=args.memory_image_size,
+                    precision=args.precision.split(",")[0],
+                    cache_dir=str(scratch / "cache"),
+                    label=f"featx memory, {size:,} images",
+                )
+            )
             shutil.rmtree(memory_folder, ignore_errors=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -280,15 +335,19 @@ def main() -> None:
 
     where = args.input or (SHARED_ZIP if SHARED_ZIP.exists() else "synthetic 32x32 JPEGs")
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    print(f"featx extract benchmark, {_dt.date.today().isoformat()}, {cpu_name()} ({os.cpu_count()} CPUs){gpu}, "
-          f"python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}")
+    print(
+        f"featx extract benchmark, {_dt.date.today().isoformat()}, {cpu_name()} ({os.cpu_count()} CPUs){gpu}, "
+        f"python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}"
+    )
     print(f"model {args.model} at {args.image_size or 'its own size'}, batch {args.batch_size or 'default'}; input {where}")
     print(table(results))
     naive = next((r for r in results if r["label"].startswith("naive")), None)
     if naive:
         for run in results:
             if run is not naive:
-                print(f"speed-up of {run['label'].split(' [')[0]} over the naive reference: {run['images_per_second'] / naive['images_per_second']:.2f}x")
+                print(
+                    f"speed-up of {run['label'].split(' [')[0]} over the naive reference: {run['images_per_second'] / naive['images_per_second']:.2f}x"
+                )
     if memory:
         print()
         print(f"memory ({args.memory_model} at {args.memory_image_size}):")

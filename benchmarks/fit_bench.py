@@ -89,14 +89,18 @@ def reference_estimator(clf: str, seed: int) -> Any:
     return KNeighborsClassifier()
 
 
-def run_reference(clf: str, grid: dict[str, list[Any]], arrays: dict[str, tuple[np.ndarray, np.ndarray]], *, cv: int, seed: int, n_jobs: int) -> dict[str, Any]:
+def run_reference(
+    clf: str, grid: dict[str, list[Any]], arrays: dict[str, tuple[np.ndarray, np.ndarray]], *, cv: int, seed: int, n_jobs: int
+) -> dict[str, Any]:
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     (X, y), (X_test, y_test) = arrays["train"], arrays["test"]
     pipeline = Pipeline([("scale", StandardScaler()), ("clf", reference_estimator(clf, seed))])
-    search = GridSearchCV(pipeline, {f"clf__{k}": v for k, v in grid.items()}, cv=StratifiedKFold(cv, shuffle=True, random_state=seed), n_jobs=n_jobs)
+    search = GridSearchCV(
+        pipeline, {f"clf__{k}": v for k, v in grid.items()}, cv=StratifiedKFold(cv, shuffle=True, random_state=seed), n_jobs=n_jobs
+    )
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -162,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         source = str(path)
     else:
         arrays = synthetic_features(args.n_train, args.n_test, args.dim, args.classes, seed=args.seed)
-        path = write_features(work / "bench" / "synthetic__0123456789abcdef.h5", arrays, class_names=[f"class_{i}" for i in range(args.classes)], attrs={"backbone": "synthetic", "dataset": "bench"})
+        path = write_features(
+            work / "bench" / "synthetic__0123456789abcdef.h5",
+            arrays,
+            class_names=[f"class_{i}" for i in range(args.classes)],
+            attrs={"backbone": "synthetic", "dataset": "bench"},
+        )
         source = f"synthetic {args.n_train} + {args.n_test} x {args.dim}, {args.classes} classes"
     n, d = arrays["train"][0].shape
     import platform
@@ -170,8 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     import sklearn
 
     print(f"features: {source} (train {n} x {d}); {args.cv}-fold CV; n_jobs={args.n_jobs}", flush=True)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
-          f"numpy {np.__version__}, scikit-learn {sklearn.__version__}", flush=True)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
+        f"numpy {np.__version__}, scikit-learn {sklearn.__version__}",
+        flush=True,
+    )
 
     grids = {
         "linearsvc": {"C": list(C_GRID)},
@@ -182,30 +194,60 @@ def main(argv: list[str] | None = None) -> int:
     totals = {"featx": 0.0, "reference": 0.0}
     for clf in args.clf.split(","):
         ours = run_featx(clf, grids[clf], path, cv=args.cv, seed=args.seed, n_jobs=args.n_jobs, reports=work / "reports")
-        print(f"{clf}: featx {ours['seconds']:.1f} s (search {ours['search_seconds']:.1f} s, refit {ours['fit_seconds']:.1f} s), "
-              f"cv {ours['cv_best']:.4f}, test {ours['test_accuracy']:.4f}, best {ours['best_params']}", flush=True)
+        print(
+            f"{clf}: featx {ours['seconds']:.1f} s (search {ours['search_seconds']:.1f} s, refit {ours['fit_seconds']:.1f} s), "
+            f"cv {ours['cv_best']:.4f}, test {ours['test_accuracy']:.4f}, best {ours['best_params']}",
+            flush=True,
+        )
         figures[clf] = {"featx": {k: v for k, v in ours.items() if k != "fold_scores"}}
         totals["featx"] += ours["seconds"]
         if args.skip_reference:
             rows.append([clf, f"{ours['seconds']:.1f}", "-", "-", f"{ours['cv_best']:.4f} / -", f"{ours['test_accuracy']:.4f} / -", "-"])
             continue
         ref = run_reference(clf, grids[clf], arrays, cv=args.cv, seed=args.seed, n_jobs=args.n_jobs)
-        print(f"{clf}: reference {ref['seconds']:.1f} s, cv {ref['cv_best']:.4f}, test {ref['test_accuracy']:.4f}, best {ref['best_params']}"
-              + (f", warnings: {ref['warnings']}" if ref["warnings"] else ""), flush=True)
+        print(
+            f"{clf}: reference {ref['seconds']:.1f} s, cv {ref['cv_best']:.4f}, test {ref['test_accuracy']:.4f}, best {ref['best_params']}"
+            + (f", warnings: {ref['warnings']}" if ref["warnings"] else ""),
+            flush=True,
+        )
         totals["reference"] += ref["seconds"]
         diff = float(np.abs(ours["fold_scores"] - ref["fold_scores"]).max())
         figures[clf]["reference"] = {k: v for k, v in ref.items() if k != "fold_scores"}
         figures[clf]["max_fold_score_difference"] = diff
-        rows.append([
-            clf, f"{ours['seconds']:.1f}", f"{ref['seconds']:.1f}", f"{ref['seconds'] / ours['seconds']:.1f}x",
-            f"{ours['cv_best']:.4f} / {ref['cv_best']:.4f}", f"{ours['test_accuracy']:.4f} / {ref['test_accuracy']:.4f}", f"{diff:.5f}",
-        ])
+        rows.append(
+            [
+                clf,
+                f"{ours['seconds']:.1f}",
+                f"{ref['seconds']:.1f}",
+                f"{ref['seconds'] / ours['seconds']:.1f}x",
+                f"{ours['cv_best']:.4f} / {ref['cv_best']:.4f}",
+                f"{ours['test_accuracy']:.4f} / {ref['test_accuracy']:.4f}",
+                f"{diff:.5f}",
+            ]
+        )
     if not args.skip_reference:
-        rows.append(["all three", f"{totals['featx']:.1f}", f"{totals['reference']:.1f}", f"{totals['reference'] / totals['featx']:.1f}x", "", "", ""])
+        rows.append(
+            [
+                "all three",
+                f"{totals['featx']:.1f}",
+                f"{totals['reference']:.1f}",
+                f"{totals['reference'] / totals['featx']:.1f}x",
+                "",
+                "",
+                "",
+            ]
+        )
     print()
-    print(format_table(rows, ["classifier", "featx s", "GridSearchCV s", "speed-up", "CV best featx / ref", "test acc featx / ref", "max |dCV| per fold"]))
+    print(
+        format_table(
+            rows,
+            ["classifier", "featx s", "GridSearchCV s", "speed-up", "CV best featx / ref", "test acc featx / ref", "max |dCV| per fold"],
+        )
+    )
     if args.json:
-        args.json.write_text(json.dumps({"source": source, "shape": [n, d], "totals": totals, "classifiers": figures}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps({"source": source, "shape": [n, d], "totals": totals, "classifiers": figures}, indent=2, default=str)
+        )
     return 0
 
 

@@ -15,8 +15,18 @@ from pathlib import Path
 
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # offline, no profile, no first-run or background traffic: it only renders the file it is given
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--force-device-scale-factor=1")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+)
 
 #: appended to a copy of the page by :func:`dump_dom`: records what the browser made of it as attributes
 PROBE = """<script>
@@ -54,8 +64,14 @@ def find_chromium() -> str | None:
 
 def _run(chromium: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="featx-chromium-") as profile:
-        return subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
-                              timeout=timeout, check=True, env={**os.environ, "HOME": profile})
+        return subprocess.run(
+            [chromium, *FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+            env={**os.environ, "HOME": profile},
+        )
 
 
 def dump_dom(chromium: str, page: Path, *, width: int = 1280, height: int = 2000) -> str:

@@ -18,6 +18,19 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CIFAR10_JPG_ZIP = SHARED_DATA / "cifar10-jpg.zip"
 
 
+#: whole files in the slow tier (run by `make test-all` and CI, not by `make test`)
+SLOW_FILES = ("test_cluster.py", "test_wheel.py", "test_report_browser.py", "test_extract_realdata.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The reliability suite, the Dask cluster, the wheel, the browser and the real-data
+    tier are slow: ``make test`` (``-m "not slow"``) leaves them to ``make test-all``."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "reliability" in path.parts or path.name in SLOW_FILES or item.get_closest_marker("realdata"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point every featx default directory, and the hub cache, into the test's tmp dir."""
@@ -63,8 +76,17 @@ def feature_file(tmp_path: Path) -> Callable[..., Path]:
             path,
             arrays,
             class_names=[f"class_{i}" for i in range(n_classes)],
-            attrs={"key": key, "dataset": dataset, "backbone": name, "weights": "random", "precision": "fp32",
-                   "input_size": [3, 32, 32], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear"},
+            attrs={
+                "key": key,
+                "dataset": dataset,
+                "backbone": name,
+                "weights": "random",
+                "precision": "fp32",
+                "input_size": [3, 32, 32],
+                "mean": [0.5, 0.5, 0.5],
+                "std": [0.5, 0.5, 0.5],
+                "interpolation": "bilinear",
+            },
         )
 
     return factory

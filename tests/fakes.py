@@ -89,8 +89,15 @@ def write_image(path: Path, *, size: tuple[int, int] = (32, 32), mode: str = "RG
     return path
 
 
-def write_image_folder(root: Path, *, classes: tuple[str, ...] = ("cat", "dog", "owl"), per_class: dict[str, int] | None = None,
-                       split: bool = True, size: tuple[int, int] = (32, 32), ext: str = ".png") -> Path:
+def write_image_folder(
+    root: Path,
+    *,
+    classes: tuple[str, ...] = ("cat", "dog", "owl"),
+    per_class: dict[str, int] | None = None,
+    split: bool = True,
+    size: tuple[int, int] = (32, 32),
+    ext: str = ".png",
+) -> Path:
     """``root/train/<class>/*`` + ``root/test/<class>/*`` (``split``) or ``root/<class>/*``."""
     counts = per_class or {"train": 6, "test": 3}
     seed = 0

@@ -14,24 +14,52 @@ PRETRAINED = {"weights": "pretrained:timm/resnet50.tv_in1k", "weights_mode": "pr
 RANDOM = {"weights": "random:seed=0", "weights_mode": "random", "pretrained_tag": "a1_in1k"}
 
 
-def features(backbone: str, key: str, *, weights: dict, dataset: str = "cifar10", separation: float = 1.2, seed: int = 0,
-             class_names: list[str] | None = None, identity: dict | None = None, size: int = 224) -> Path:
+def features(
+    backbone: str,
+    key: str,
+    *,
+    weights: dict,
+    dataset: str = "cifar10",
+    separation: float = 1.2,
+    seed: int = 0,
+    class_names: list[str] | None = None,
+    identity: dict | None = None,
+    size: int = 224,
+) -> Path:
     """A complete cache file with the attributes stage one writes."""
     names = class_names or CLASSES
     arrays = make_features(n_train=150, n_test=75, dim=12, n_classes=len(names), separation=separation, seed=seed)
     attrs = {
-        "key": key, "dataset": dataset, "dataset_spec": dataset, "backbone": backbone, "architecture": backbone.split(".")[0],
+        "key": key,
+        "dataset": dataset,
+        "dataset_spec": dataset,
+        "backbone": backbone,
+        "architecture": backbone.split(".")[0],
         "dataset_identity": identity or {"dataset": dataset, "fingerprint": "f" * 64},
-        "dataset_location": f"/data/{dataset}", "input_size": [3, size, size], "interpolation": "bicubic",
-        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "crop_pct": 1.0, "crop_mode": "center",
-        "precision": "fp32", "limit": "", "seed": 0, "timm_version": "1.0.31", "torch_version": "2.15.0", **weights,
+        "dataset_location": f"/data/{dataset}",
+        "input_size": [3, size, size],
+        "interpolation": "bicubic",
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "crop_pct": 1.0,
+        "crop_mode": "center",
+        "precision": "fp32",
+        "limit": "",
+        "seed": 0,
+        "timm_version": "1.0.31",
+        "torch_version": "2.15.0",
+        **weights,
     }
     path = Path(os.environ["FEATX_CACHE_DIR"]) / dataset / f"{backbone}__{key}.h5"
     return write_features(path, arrays, class_names=names, attrs=attrs, device="cuda:0 (NVIDIA H200)")
 
 
 def fit_all(path: Path, *, classifiers: tuple[str, ...] = ("linearsvc", "logreg", "knn")) -> list:
-    grids = {"linearsvc": {"C": [0.001, 0.01, 0.1]}, "logreg": {"C": [0.01, 0.1, 1.0]}, "knn": {"n_neighbors": [1, 3, 5], "metric": ["euclidean"]}}
+    grids = {
+        "linearsvc": {"C": [0.001, 0.01, 0.1]},
+        "logreg": {"C": [0.01, 0.1, 1.0]},
+        "knn": {"n_neighbors": [1, 3, 5], "metric": ["euclidean"]},
+    }
     return [featx.fit(path, clf=clf, grid=grids[clf], cv=3, n_jobs=1, dataset=None) for clf in classifiers]
 
 

@@ -79,7 +79,7 @@ def test_dependencies_point_down_only() -> None:
     for name, path in MODULES.items():
         home, level = layer(name)
         for target, line in imports_of(path):
-            if not target.startswith("featx.") or target not in MODULES and target.split(".")[1] not in LAYERS:
+            if not target.startswith("featx.") or (target not in MODULES and target.split(".")[1] not in LAYERS):
                 continue
             other, other_level = layer(target)
             if other != home and other_level >= level:
@@ -96,7 +96,7 @@ def test_no_import_cycle_lazy_imports_included() -> None:
         state[node] = 1
         for target in sorted(edges[node]):
             if state.get(target) == 1:
-                cycles.append(trail[trail.index(target):] + [target] if target in trail else [node, target])
+                cycles.append(trail[trail.index(target) :] + [target] if target in trail else [node, target])
             elif target not in state:
                 visit(target, [*trail, target])
         state[node] = 2
@@ -109,9 +109,13 @@ def test_no_import_cycle_lazy_imports_included() -> None:
 
 @pytest.mark.parametrize("home", TORCH_FREE)
 def test_torch_stays_in_stage_one(home: str) -> None:
-    found = [f"{MODULES[name].relative_to(ROOT)}:{line} imports {target}"
-             for name in MODULES if layer(name)[0] == home
-             for target, line in imports_of(MODULES[name]) if target.split(".")[0] in ("torch", "timm", "torchvision")]
+    found = [
+        f"{MODULES[name].relative_to(ROOT)}:{line} imports {target}"
+        for name in MODULES
+        if layer(name)[0] == home
+        for target, line in imports_of(MODULES[name])
+        if target.split(".")[0] in ("torch", "timm", "torchvision")
+    ]
     assert not found, "\n".join(found)
 
 
@@ -123,10 +127,14 @@ def test_stage_two_never_takes_a_scheduler_or_client() -> None:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 arguments = [*node.args.args, *node.args.kwonlyargs, *node.args.posonlyargs]
-                found += [f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({a.arg})" for a in arguments if a.arg in ("client", "scheduler")]
+                found += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.name}({a.arg})" for a in arguments if a.arg in ("client", "scheduler")
+                ]
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
-                found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in ("dask", "distributed")]
+                found += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in ("dask", "distributed")
+                ]
     assert not found, "\n".join(found)
 
 

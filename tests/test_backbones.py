@@ -13,8 +13,8 @@ import torch
 
 from featx.core.errors import ConfigError, UnknownNameError, WeightsError
 from featx.extraction.backbones import CLASSIC_BACKBONES, resolve_backbone, resolve_data_config
-from featx.extraction.models import create_backbone
 from featx.extraction.dataconfig import DataConfig
+from featx.extraction.models import create_backbone
 from featx.extraction.weights import resolve_weights
 from tests.fakes import fake_hub_cache
 

@@ -202,16 +202,19 @@ def test_verify_detects_a_flipped_byte(feature_file) -> None:
 def test_entry_lock_is_exclusive(tmp_path: Path) -> None:
     final = tmp_path / "x__feedfacecafebeef.h5"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from featx.cache import entry_lock; from pathlib import Path; import time\nwith entry_lock(Path({str(final)!r})):\n    print('held', flush=True); time.sleep(30)"],
+        [
+            sys.executable,
+            "-c",
+            f"from featx.cache import entry_lock; from pathlib import Path; import time\nwith entry_lock(Path({str(final)!r})):\n    print('held', flush=True); time.sleep(30)",
+        ],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(CacheBusyError):
-            with entry_lock(final, wait=False):
-                pass
+        with pytest.raises(CacheBusyError), entry_lock(final, wait=False):
+            pass
     finally:
         holder.kill()
         holder.wait()
@@ -237,9 +240,8 @@ def test_cache_cli_ls_info_rm_verify(feature_file) -> None:
 
 def test_remove_refuses_while_being_written(feature_file) -> None:
     path = feature_file(key="abcdef0123456789")
-    with entry_lock(path):
-        with pytest.raises(CacheBusyError):
-            remove_entry("abcdef")
+    with entry_lock(path), pytest.raises(CacheBusyError):
+        remove_entry("abcdef")
     assert path.exists()
 
 
@@ -254,6 +256,10 @@ def test_string_subclass_attributes_are_stored_as_plain_strings(tmp_path: Path) 
     class Version(str):  # like torch.__version__ (TorchVersion)
         pass
 
-    path = write_features(tmp_path / "v__1111222233334444.h5", make_features(n_train=4, n_test=2, dim=2),
-                          class_names=["a", "b", "c"], attrs={"torch_version": Version("2.15.0")})
+    path = write_features(
+        tmp_path / "v__1111222233334444.h5",
+        make_features(n_train=4, n_test=2, dim=2),
+        class_names=["a", "b", "c"],
+        attrs={"torch_version": Version("2.15.0")},
+    )
     assert read_info(path).attrs["torch_version"] == "2.15.0"

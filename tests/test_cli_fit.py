@@ -53,8 +53,27 @@ def test_fit_json_by_backbone_name(cached: Path) -> None:
 
 
 def test_fit_human_summary_for_knn_grid_options(cached: Path) -> None:
-    result = _run("fit", "--features", str(cached), "--clf", "knn", "--k-grid", "1,3,5", "--weights", "uniform,distance",
-                  "--metric", "euclidean,cosine", "--cv", "3", "--n-jobs", "2", "--scale", "l2", "--pca", "4")
+    result = _run(
+        "fit",
+        "--features",
+        str(cached),
+        "--clf",
+        "knn",
+        "--k-grid",
+        "1,3,5",
+        "--weights",
+        "uniform,distance",
+        "--metric",
+        "euclidean,cosine",
+        "--cv",
+        "3",
+        "--n-jobs",
+        "2",
+        "--scale",
+        "l2",
+        "--pca",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "n_neighbors" in out and "<- best" in out and "test accuracy" in out and "top-5" in out
@@ -78,13 +97,21 @@ def test_skip_existing_prints_the_earlier_record(cached: Path) -> None:
 def test_fit_help_lists_classifiers_with_default_grids() -> None:
     result = CliRunner().invoke(main, ["fit", "--help"])
     assert result.exit_code == 0
-    for text in ("linearsvc", "logreg", "knn", "--C-grid 0.0001,0.001,0.01,0.1,1", "--k-grid 1,3,5,7,11,15,21,31", "logspace:LO:HI:N", "Example"):
+    for text in (
+        "linearsvc",
+        "logreg",
+        "knn",
+        "--C-grid 0.0001,0.001,0.01,0.1,1",
+        "--k-grid 1,3,5,7,11,15,21,31",
+        "logspace:LO:HI:N",
+        "Example",
+    ):
         assert text in result.output
     assert "fit" in CliRunner().invoke(main, ["--help"]).output
 
 
 def test_scale_choices_match_the_library() -> None:
-    assert SCALES == tuple(s.value for s in Scale)
+    assert tuple(s.value for s in Scale) == SCALES
 
 
 def _truncate(path: Path) -> None:
@@ -116,7 +143,9 @@ def _poison(path: Path) -> None:
         ((), _poison, "NaN or inf"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_nothing_written(cached: Path, args: tuple[str, ...], damage: Callable[[Path], None] | None, message: str) -> None:
+def test_bad_input_is_one_line_exit_2_nothing_written(
+    cached: Path, args: tuple[str, ...], damage: Callable[[Path], None] | None, message: str
+) -> None:
     if damage is not None:
         damage(cached)
     result = _run("fit", "--features", "resnet50", "--clf", "linearsvc", "--n-jobs", "1", *args)
@@ -198,7 +227,9 @@ def test_stage_two_never_imports_torch(cached: Path) -> None:
 def test_progress_log_reaches_stderr_on_every_invocation(cached: Path) -> None:
     """The log handler follows sys.stderr (click's runner swaps it per invocation)."""
     for _ in range(2):
-        result = CliRunner().invoke(main, ["fit", "--features", "resnet50", "--clf", "logreg", "--C-grid", "1", "--cv", "3", "--n-jobs", "1"])
+        result = CliRunner().invoke(
+            main, ["fit", "--features", "resnet50", "--clf", "logreg", "--C-grid", "1", "--cv", "3", "--n-jobs", "1"]
+        )
         assert result.exit_code == 0, result.output
         assert "featx: best C=1: CV accuracy" in result.stderr
 
@@ -220,7 +251,9 @@ def test_a_new_classifier_is_one_registry_entry(cached: Path, monkeypatch: pytes
     )
     monkeypatch.setitem(classifiers.CLASSIFIERS, "ridge", ridge)
     assert "ridge" in CliRunner().invoke(main, ["fit", "--help"]).output
-    result = _run("fit", "--features", "resnet50", "--clf", "ridge", "--grid", "alpha=logspace:-1:1:3", "--cv", "3", "--n-jobs", "1", "--json")
+    result = _run(
+        "fit", "--features", "resnet50", "--clf", "ridge", "--grid", "alpha=logspace:-1:1:3", "--cv", "3", "--n-jobs", "1", "--json"
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["estimator"] == "RidgeClassifier" and record["grid"] == {"alpha": [0.1, 1.0, 10.0]}

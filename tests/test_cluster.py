@@ -22,19 +22,19 @@ from click.testing import CliRunner
 
 pytest.importorskip("distributed")
 
-from distributed import Client, LocalCluster, get_task_stream  # noqa: E402
+from distributed import Client, LocalCluster, get_task_stream
 
-import featx  # noqa: E402
-import featx.cluster as cluster  # noqa: E402
-from featx import cache as cachefile  # noqa: E402
-from featx.cache.shards import ShardSpec  # noqa: E402
-from featx.cli import main  # noqa: E402
-from featx.cluster import scheduler as connection  # noqa: E402
-from featx.core.errors import ConfigError, DatasetError, SchedulerError  # noqa: E402
-from featx.extraction.config import ExtractConfig, ExtractRequest  # noqa: E402
-from featx.extraction.engine import plan_extraction  # noqa: E402
-from featx.fitting.config import FitConfig  # noqa: E402
-from featx.fitting.records import RunRecord, iter_records, load_model  # noqa: E402
+import featx
+import featx.cluster as cluster
+from featx import cache as cachefile
+from featx.cache.shards import ShardSpec
+from featx.cli import main
+from featx.cluster import scheduler as connection
+from featx.core.errors import ConfigError, DatasetError, SchedulerError
+from featx.extraction.config import ExtractConfig, ExtractRequest
+from featx.extraction.engine import plan_extraction
+from featx.fitting.config import FitConfig
+from featx.fitting.records import RunRecord, iter_records, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "tcp://127.0.0.1:"
@@ -151,8 +151,11 @@ def test_local_n_starts_a_loopback_cluster_and_closes_it(monkeypatch: pytest.Mon
 def test_tasks_get_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers have another working directory (and, elsewhere, another environment)."""
     monkeypatch.chdir(tmp_path)
-    request = cluster.portable_request(ExtractRequest(dataset="imagefolder:pets", config=ExtractConfig(backbone="resnet50", weights="w.pth"),
-                                                      options={"cache_dir": "features"}))
+    request = cluster.portable_request(
+        ExtractRequest(
+            dataset="imagefolder:pets", config=ExtractConfig(backbone="resnet50", weights="w.pth"), options={"cache_dir": "features"}
+        )
+    )
     assert request.dataset == f"imagefolder:{tmp_path / 'pets'}" and request.config.weights == str(tmp_path / "w.pth")
     assert request.options.cache_dir == str(tmp_path / "features") and Path(str(request.options.data_dir)).is_absolute()
     plain = ExtractRequest(dataset="cifar10", config=ExtractConfig(backbone="resnet50", weights="random"))
@@ -185,11 +188,14 @@ def test_without_a_scheduler_nothing_imports_dask(feature_file: Callable[..., Pa
 # --------------------------------------------------------------------------- fitting on the cluster
 
 
-@pytest.mark.parametrize(("clf", "grid"), [
-    ("linearsvc", {"C": [0.01, 0.1, 1.0]}),
-    ("logreg", {"C": [0.01, 1.0]}),
-    ("knn", {"n_neighbors": [1, 5, 9], "weights": ["uniform", "distance"]}),
-])
+@pytest.mark.parametrize(
+    ("clf", "grid"),
+    [
+        ("linearsvc", {"C": [0.01, 0.1, 1.0]}),
+        ("logreg", {"C": [0.01, 1.0]}),
+        ("knn", {"n_neighbors": [1, 5, 9], "weights": ["uniform", "distance"]}),
+    ],
+)
 def test_cluster_fit_equals_local_fit(client: Client, feature_file: Callable[..., Path], clf: str, grid: dict) -> None:
     path = feature_file(n_train=240, n_test=90, dim=12, n_classes=4, separation=0.7, seed=3)
     config = FitConfig(clf=clf, grid=grid, cv=4)
@@ -202,11 +208,15 @@ def test_cluster_fit_equals_local_fit(client: Client, feature_file: Callable[...
     np.testing.assert_array_equal(load_model(remote).predict(X_test), load_model(local, cache_root().parent / "local").predict(X_test))
 
 
-def test_cli_fit_on_the_scheduler_named_by_the_environment(client: Client, feature_file: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_fit_on_the_scheduler_named_by_the_environment(
+    client: Client, feature_file: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = feature_file(n_train=120, n_test=60, dim=8, separation=1.0)
     local = featx.fit(path, clf="logreg", grid={"C": "0.1,1"}, cv=3, save=False)
     monkeypatch.setenv(cluster.SCHEDULER_ENV, client.scheduler.address)
-    result = CliRunner().invoke(main, ["fit", "--features", str(path), "--clf", "logreg", "--C-grid", "0.1,1", "--cv", "3", "--n-jobs", "2", "--json"])
+    result = CliRunner().invoke(
+        main, ["fit", "--features", str(path), "--clf", "logreg", "--C-grid", "0.1,1", "--cv", "3", "--n-jobs", "2", "--json"]
+    )
     assert result.exit_code == 0, result.output
     remote = RunRecord.from_dict(json.loads(result.stdout))
     assert_same_fit(remote, local)
@@ -267,8 +277,22 @@ def test_a_featx_error_in_a_task_is_raised_as_itself(client: Client, tmp_path: P
     config = ExtractConfig(backbone="test_resnet", weights="random")
     with pytest.raises(DatasetError, match="does not exist"):
         cluster.extract_on_cluster(client, f"imagefolder:{tmp_path / 'absent'}", config, shards=2)
-    result = CliRunner().invoke(main, ["extract", "--backbone", "test_resnet", "--weights", "random", "--dataset", f"imagefolder:{tmp_path / 'absent'}",
-                                       "--scheduler", client.scheduler.address, "--shards", "2"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "extract",
+            "--backbone",
+            "test_resnet",
+            "--weights",
+            "random",
+            "--dataset",
+            f"imagefolder:{tmp_path / 'absent'}",
+            "--scheduler",
+            client.scheduler.address,
+            "--shards",
+            "2",
+        ],
+    )
     assert result.exit_code == 2 and "does not exist" in result.output and "Traceback" not in result.output
     assert not cache_root().exists() or not any(cache_root().rglob("*.h5"))
 
@@ -311,11 +335,15 @@ def test_run_on_the_cluster_equals_the_serial_run(client: Client, tmp_path: Path
         for event in stream.data:
             for backbone in ("test_resnet", "test_efficientnet"):
                 if event["key"].startswith(f"featx-extract-{backbone}-"):
-                    spans[backbone] = (event["worker"], min(s["start"] for s in event["startstops"]), max(s["stop"] for s in event["startstops"]))
+                    spans[backbone] = (
+                        event["worker"],
+                        min(s["start"] for s in event["startstops"]),
+                        max(s["stop"] for s in event["startstops"]),
+                    )
         (worker_a, start_a, stop_a), (worker_b, start_b, stop_b) = spans["test_resnet"], spans["test_efficientnet"]
         assert worker_a != worker_b and start_a < stop_b and start_b < stop_a
     manifest = json.loads((tmp_path / "reports" / "pipelines" / "tiny-cluster.json").read_text())
-    assert {task["key"]: task["status"] for task in manifest["tasks"]} == {key: "done" for key in serial.outcomes}
+    assert {task["key"]: task["status"] for task in manifest["tasks"]} == dict.fromkeys(serial.outcomes, "done")
 
     cluster_records = {(r.features.backbone, r.clf): r for r in iter_records(tmp_path / "reports")}
     assert len(cluster_records) == len(serial.records) == 4
@@ -338,7 +366,11 @@ def test_a_failed_extraction_on_the_cluster_skips_its_fits_only(client: Client, 
     backbone's tasks still run, and the command ends with exit status 2 naming the file."""
     (tmp_path / "damaged.safetensors").write_bytes(b"not a checkpoint")
     pipeline = tmp_path / "broken.yaml"
-    pipeline.write_text(textwrap.dedent(PIPELINE).replace("[test_resnet, test_efficientnet]", f"[test_resnet, {{name: test_efficientnet, weights: {tmp_path / 'damaged.safetensors'}}}]"))
+    pipeline.write_text(
+        textwrap.dedent(PIPELINE).replace(
+            "[test_resnet, test_efficientnet]", f"[test_resnet, {{name: test_efficientnet, weights: {tmp_path / 'damaged.safetensors'}}}]"
+        )
+    )
     result = CliRunner().invoke(main, ["run", str(pipeline), "--scheduler", client.scheduler.address, "--no-report"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     manifest = json.loads((reports_root() / "pipelines" / "tiny-cluster.json").read_text())

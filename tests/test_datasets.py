@@ -20,7 +20,17 @@ from featx.core.errors import DatasetError, UnknownNameError
 from featx.extraction.datasets import DATASETS, cifar, dataset_name, idx, list_datasets, load_dataset
 from featx.extraction.datasets.base import balanced_subset, stratified_split
 from featx.extraction.datasets.download import Resource
-from tests.fakes import CIFAR10_NAMES, cifar_images, idx_bytes, tar_folder, write_cifar10, write_cifar100, write_idx_set, write_image, write_image_folder
+from tests.fakes import (
+    CIFAR10_NAMES,
+    cifar_images,
+    idx_bytes,
+    tar_folder,
+    write_cifar10,
+    write_cifar100,
+    write_idx_set,
+    write_image,
+    write_image_folder,
+)
 
 
 def md5_of(path: Path) -> str:
@@ -132,8 +142,14 @@ def test_cifar_fingerprint_follows_the_content(tmp_path: Path) -> None:
     [
         (lambda f: (f / "data_batch_3").unlink(), "data_batch_3 is missing"),
         (lambda f: (f / "data_batch_2").write_bytes(b"not a pickle"), "not a CIFAR python pickle"),
-        (lambda f: (f / "test_batch").write_bytes(__import__("pickle").dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]})), "expected uint8"),
-        (lambda f: (f / "test_batch").write_bytes(__import__("pickle").dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [12]})), "labels outside"),
+        (
+            lambda f: (f / "test_batch").write_bytes(__import__("pickle").dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]})),
+            "expected uint8",
+        ),
+        (
+            lambda f: (f / "test_batch").write_bytes(__import__("pickle").dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [12]})),
+            "labels outside",
+        ),
     ],
 )
 def test_malformed_cifar_is_a_clear_error(tmp_path: Path, damage, message: str) -> None:
@@ -327,5 +343,11 @@ def test_loading_data_sets_never_imports_torch() -> None:
     import subprocess
 
     code = "import sys; from featx.extraction.datasets import load_dataset; load_dataset('digits'); print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
     assert result.stdout.strip() == "False"

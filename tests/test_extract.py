@@ -22,17 +22,34 @@ from featx.cache import partial_path, verify_file
 from featx.cli import main
 from featx.core.errors import ConfigError, ImageReadError, UnknownNameError
 from featx.extraction import engine as extraction
-from featx.extraction.models import create_backbone
 from featx.extraction.config import ExtractConfig
 from featx.extraction.engine import plan_extraction
+from featx.extraction.models import create_backbone
 from featx.extraction.preprocess import DevicePreprocess
 from tests.fakes import cosines, fake_hub_cache, write_image, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = "digits"
 TINY = {"weights": "random", "image_size": 32, "limit": 40, "batch_size": 16}  # ExtractConfig fields and extract's options
-ROOT_ATTRS = ("featx_version", "format_version", "key", "dataset", "class_names", "backbone", "timm_version", "torch_version",
-              "weights", "input_size", "interpolation", "mean", "std", "precision", "created", "feature_dim", "crop_pct")
+ROOT_ATTRS = (
+    "featx_version",
+    "format_version",
+    "key",
+    "dataset",
+    "class_names",
+    "backbone",
+    "timm_version",
+    "torch_version",
+    "weights",
+    "input_size",
+    "interpolation",
+    "mean",
+    "std",
+    "precision",
+    "created",
+    "feature_dim",
+    "crop_pct",
+)
 SPLIT_ATTRS = ("complete", "n_done", "seconds", "images_per_second", "device")
 
 
@@ -159,7 +176,10 @@ def test_the_key_covers_everything_that_changes_the_numbers(tmp_path: Path) -> N
 
 def test_same_key_same_file_whatever_the_tag_is_called() -> None:
     config = {**TINY, "weights": "random"}
-    assert plan_extraction(TINY_DATA, backbone="test_resnet", **config).path == plan_extraction(TINY_DATA, backbone="test_resnet.r160_in1k", **config).path
+    assert (
+        plan_extraction(TINY_DATA, backbone="test_resnet", **config).path
+        == plan_extraction(TINY_DATA, backbone="test_resnet.r160_in1k", **config).path
+    )
 
 
 # --------------------------------------------------------------------------- resume
@@ -216,6 +236,7 @@ KILLED_EXTRACT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkilled_extraction_resumes_from_the_last_chunk() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     killed = subprocess.run([sys.executable, "-c", KILLED_EXTRACT, "2"], env=env, capture_output=True, text=True, timeout=120)
@@ -237,8 +258,14 @@ def test_sigkilled_extraction_resumes_from_the_last_chunk() -> None:
 
 def mixed_folder(root: Path) -> Path:
     """Small and large images, RGB, grey, palette and RGBA, JPEG and PNG, one batch."""
-    specs = [((32, 32), "RGB", ".jpg"), ((37, 20), "L", ".png"), ((400, 300), "RGB", ".jpg"), ((32, 32), "P", ".png"),
-             ((300, 500), "RGBA", ".png"), ((24, 24), "RGB", ".png")]
+    specs = [
+        ((32, 32), "RGB", ".jpg"),
+        ((37, 20), "L", ".png"),
+        ((400, 300), "RGB", ".jpg"),
+        ((32, 32), "P", ".png"),
+        ((300, 500), "RGBA", ".png"),
+        ((24, 24), "RGB", ".png"),
+    ]
     for split in ("train", "test"):
         for index, (size, mode, ext) in enumerate(specs):
             write_image(root / split / ("a" if index % 2 else "b") / f"{index}{ext}", size=size, mode=mode, seed=index)
@@ -296,7 +323,9 @@ def test_api_accepts_a_config_and_rejects_unknown_options() -> None:
 
 def test_importing_featx_does_not_import_torch() -> None:
     code = "import sys, featx; featx.extract; print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"
 
 
@@ -326,19 +355,54 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     (malformed / "notes.txt").write_text("no images here")
     return {
         "unknown backbone": (["--backbone", "resnet-50", "--dataset", "digits"], "did you mean resnet50"),
-        "missing data dir": (["--backbone", "test_resnet", "--weights", "random", "--dataset", "cifar10", "--data-dir", str(tmp_path / "none"), "--no-download"],
-                             "cifar-10-python.tar.gz"),
-        "malformed data dir": (["--backbone", "test_resnet", "--weights", "random", "--dataset", f"imagefolder:{malformed}"], "has no class folders"),
-        "unreadable image": (["--backbone", "test_resnet", "--weights", "random", "--image-size", "32", "--dataset", f"imagefolder:{corrupt}"], "test_000.png"),
-        "missing weights file": (["--backbone", "test_resnet", "--dataset", "digits", "--weights", str(tmp_path / "w.safetensors")], "or random (random initialisation"),
-        "no pretrained weights offline": (["--backbone", "test_resnet", "--dataset", "digits"], "a path to a local .safetensors or .pth checkpoint"),
+        "missing data dir": (
+            [
+                "--backbone",
+                "test_resnet",
+                "--weights",
+                "random",
+                "--dataset",
+                "cifar10",
+                "--data-dir",
+                str(tmp_path / "none"),
+                "--no-download",
+            ],
+            "cifar-10-python.tar.gz",
+        ),
+        "malformed data dir": (
+            ["--backbone", "test_resnet", "--weights", "random", "--dataset", f"imagefolder:{malformed}"],
+            "has no class folders",
+        ),
+        "unreadable image": (
+            ["--backbone", "test_resnet", "--weights", "random", "--image-size", "32", "--dataset", f"imagefolder:{corrupt}"],
+            "test_000.png",
+        ),
+        "missing weights file": (
+            ["--backbone", "test_resnet", "--dataset", "digits", "--weights", str(tmp_path / "w.safetensors")],
+            "or random (random initialisation",
+        ),
+        "no pretrained weights offline": (
+            ["--backbone", "test_resnet", "--dataset", "digits"],
+            "a path to a local .safetensors or .pth checkpoint",
+        ),
         "cuda without CUDA": (["--backbone", "test_resnet", "--dataset", "digits", "--device", "cuda"], "CUDA is not available"),
         "bad mean": (["--backbone", "test_resnet", "--dataset", "digits", "--mean", "1,2"], "three numbers"),
     }
 
 
-@pytest.mark.parametrize("case", ["unknown backbone", "missing data dir", "malformed data dir", "unreadable image",
-                                  "missing weights file", "no pretrained weights offline", "cuda without CUDA", "bad mean"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown backbone",
+        "missing data dir",
+        "malformed data dir",
+        "unreadable image",
+        "missing weights file",
+        "no pretrained weights offline",
+        "cuda without CUDA",
+        "bad mean",
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path: Path, case: str) -> None:
     if case == "cuda without CUDA" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")

@@ -14,7 +14,6 @@ from tests.fakes import cosines, write_image_folder
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
-
 @pytest.mark.parametrize("dataset", ["digits", "folder"])
 def test_cuda_bf16_features_match_cpu_fp32(tmp_path: Path, dataset: str) -> None:
     if dataset == "folder":  # small and large images: device resize and worker resize, pinned memory

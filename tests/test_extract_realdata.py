@@ -14,12 +14,12 @@ import torch
 
 import featx
 from featx.extraction.backbones import resolve_backbone, resolve_data_config
-from featx.extraction.models import create_backbone
-from featx.extraction.weights import resolve_weights
 from featx.extraction.batches import iter_batches
 from featx.extraction.datasets import load_dataset
 from featx.extraction.engine import extract_features
+from featx.extraction.models import create_backbone
 from featx.extraction.preprocess import DevicePreprocess
+from featx.extraction.weights import resolve_weights
 from tests.fakes import cosines
 
 pytestmark = pytest.mark.realdata

@@ -10,7 +10,9 @@ from featx.fitting.solvers import l2svm
 from tests.conftest import make_features
 
 
-def _data(n: int = 400, dim: int = 12, n_classes: int = 4, separation: float = 0.8, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _data(
+    n: int = 400, dim: int = 12, n_classes: int = 4, separation: float = 0.8, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     arrays = make_features(n_train=n, n_test=n // 2, dim=dim, n_classes=n_classes, separation=separation, seed=seed)
     (X, y), (X_val, y_val) = arrays["train"], arrays["test"]
     return X, y, X_val, y_val

@@ -84,11 +84,24 @@ def test_a_pipeline_becomes_the_stages_own_configs() -> None:
     pca: {per_class: 30, seed: 2}
     """)
     first, second = (r.config for r in spec.backbones)
-    assert (first.backbone, first.image_size, first.weights, first.limit, first.seed, first.test_fraction) == ("test_resnet", 32, "random", 50, 3, 0.25)
+    assert (first.backbone, first.image_size, first.weights, first.limit, first.seed, first.test_fraction) == (
+        "test_resnet",
+        32,
+        "random",
+        50,
+        3,
+        0.25,
+    )
     assert second.backbone == "test_vit" and all(r.dataset == "digits" for r in spec.backbones)
     svc, knn = spec.classifiers
     assert (svc.clf, svc.cv, svc.scale, svc.resolved_grid["C"]) == ("linearsvc", 4, Scale.L2, (0.0001, 0.001, 0.01, 0.1, 1.0))
-    assert (knn.cv, knn.scale, knn.pca, knn.resolved_grid["n_neighbors"], knn.resolved_grid["metric"]) == (4, Scale.NONE, 8, (1, 5), ("cosine",))
+    assert (knn.cv, knn.scale, knn.pca, knn.resolved_grid["n_neighbors"], knn.resolved_grid["metric"]) == (
+        4,
+        Scale.NONE,
+        8,
+        (1, 5),
+        ("cosine",),
+    )
     assert spec.pca == PcaConfig(per_class=30, seed=2) and spec.scales == (Scale.L2, Scale.NONE)
     assert spec.name == "pipeline"
 
@@ -111,29 +124,50 @@ def test_no_pca_and_a_description() -> None:
 BAD = {
     "unknown top-level key": ("{backbone: [vgg16]}", "backbone: unknown key; did you mean backbones"),
     "missing classifiers": ("{classifiers: null}", "classifiers: expected a non-empty list"),
-    "unknown backbone": ("{backbones: [test_resnet, {name: resnet5o}]}", "backbones[1].name: unknown backbone 'resnet5o'; did you mean resnet50"),
+    "unknown backbone": (
+        "{backbones: [test_resnet, {name: resnet5o}]}",
+        "backbones[1].name: unknown backbone 'resnet5o'; did you mean resnet50",
+    ),
     "unknown tag": ("{backbones: [resnet50.nope]}", "backbones[0].name: resnet50 has no pretrained tag 'nope'"),
-    "wrong type": ("{backbones: [test_resnet, {name: test_vit, image_size: big}]}", "backbones[1].image_size: expected a whole number or null, got 'big'"),
+    "wrong type": (
+        "{backbones: [test_resnet, {name: test_vit, image_size: big}]}",
+        "backbones[1].image_size: expected a whole number or null, got 'big'",
+    ),
     "bad value": ("{backbones: [test_resnet, {name: test_vit, image_size: -3}]}", "backbones[1].image_size: must be at least 1, got -3"),
     "misspelt key": ("{backbones: [{name: test_vit, imagesize: 32}]}", "backbones[0].imagesize: unknown key; did you mean image_size"),
     "per-backbone data option": ("{backbones: [{name: test_vit, limit: 5}]}", "backbones[0].limit: unknown key; set limit under dataset:"),
-    "bad interpolation": ("{backbones: [{name: test_vit, interpolation: cubic}]}", "backbones[0].interpolation: interpolation 'cubic' is not supported"),
+    "bad interpolation": (
+        "{backbones: [{name: test_vit, interpolation: cubic}]}",
+        "backbones[0].interpolation: interpolation 'cubic' is not supported",
+    ),
     "bad default": ("{extract: {interpolation: cubic}}", "extract.interpolation: interpolation 'cubic'"),
     "bad device": ("{extract: {device: gpu}}", "extract.device: 'gpu' is not a device"),
-    "missing weights file": ("{backbones: [{name: test_vit, weights: ./none.pth}]}", "backbones[0].weights: './none.pth' is neither pretrained, random"),
+    "missing weights file": (
+        "{backbones: [{name: test_vit, weights: ./none.pth}]}",
+        "backbones[0].weights: './none.pth' is neither pretrained, random",
+    ),
     "bad precision": ("{extract: {precision: fp8}}", "extract.precision: unknown precision 'fp8'"),
     "duplicate backbone": ("{backbones: [test_resnet, test_resnet]}", "backbones[1]: the same backbone and options as backbones[0]"),
     "unknown classifier": ("{classifiers: [{name: logreg2}]}", "classifiers[0].name: unknown classifier 'logreg2'; did you mean logreg"),
     "bad grid value": ("{classifiers: [{name: logreg, grid: {C: [-1, 1]}}]}", "classifiers[0].grid.C: bad value '-1,1': -1 is not > 0"),
     "bad grid syntax": ("{classifiers: [{name: logreg, grid: {C: 'logspace:1:2'}}]}", "classifiers[0].grid.C: bad value 'logspace:1:2'"),
     "grid of nothing": ("{classifiers: [{name: logreg, grid: {C: []}}]}", "classifiers[0].grid.C: expected a non-empty list"),
-    "unknown grid parameter": ("{classifiers: [{name: logreg, grid: {k: [1]}}]}", "classifiers[0].grid.k: unknown grid parameter of logreg 'k' (valid: C)"),
-    "bad choice": ("{classifiers: [{name: knn, grid: {metric: [cosine, hamming]}}]}", "classifiers[0].grid.metric: bad value 'cosine,hamming'"),
+    "unknown grid parameter": (
+        "{classifiers: [{name: logreg, grid: {k: [1]}}]}",
+        "classifiers[0].grid.k: unknown grid parameter of logreg 'k' (valid: C)",
+    ),
+    "bad choice": (
+        "{classifiers: [{name: knn, grid: {metric: [cosine, hamming]}}]}",
+        "classifiers[0].grid.metric: bad value 'cosine,hamming'",
+    ),
     "bad cv": ("{classifiers: [{name: knn, cv: 1}]}", "classifiers[0].cv: must be at least 2, got 1"),
     "cv as text": ("{fit: {cv: five}}", "fit.cv: expected a whole number, got 'five'"),
     "grid under fit": ("{fit: {grid: {C: [1]}}}", "fit.grid: unknown key; a grid belongs to one classifier"),
     "bad scale": ("{classifiers: [{name: knn, scale: minmax}]}", "classifiers[0].scale: unknown scaling 'minmax'"),
-    "two columns alike": ("{classifiers: [logreg, {name: logreg, grid: {C: [1]}}]}", "classifiers[1]: logreg with the same scale and pca as classifiers[0]"),
+    "two columns alike": (
+        "{classifiers: [logreg, {name: logreg, grid: {C: [1]}}]}",
+        "classifiers[1]: logreg with the same scale and pca as classifiers[0]",
+    ),
     "unknown dataset": ("{dataset: cifar11}", "dataset.name: unknown dataset 'cifar11'; did you mean cifar10"),
     "image folder without path": ("{dataset: imagefolder}", "dataset.name: imagefolder needs a path"),
     "bad limit": ("{dataset: {name: digits, limit: 0}}", "dataset.limit: must be at least 1, got 0"),
@@ -174,13 +208,28 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_overrides_retarget_a_pipeline_without_editing_it(tmp_path: Path) -> None:
     spec = parse()
     folder = tmp_path / "pets"
-    changed = spec.with_overrides(dataset=f"imagefolder:{folder}", limit=10, weights="random", device="cpu", batch_size=8, n_jobs=1,
-                                  backbones=["test_vit"], classifiers=["knn"])
+    changed = spec.with_overrides(
+        dataset=f"imagefolder:{folder}",
+        limit=10,
+        weights="random",
+        device="cpu",
+        batch_size=8,
+        n_jobs=1,
+        backbones=["test_vit"],
+        classifiers=["knn"],
+    )
     assert changed.dataset == f"imagefolder:{folder}"
     (request,) = changed.backbones
     config = request.config
-    assert (config.backbone, request.dataset, config.limit, config.weights, request.options.device, request.options.batch_size, config.image_size) == (
-        "test_vit", f"imagefolder:{folder}", 10, "random", "cpu", 8, 32)
+    assert (
+        config.backbone,
+        request.dataset,
+        config.limit,
+        config.weights,
+        request.options.device,
+        request.options.batch_size,
+        config.image_size,
+    ) == ("test_vit", f"imagefolder:{folder}", 10, "random", "cpu", 8, 32)
     assert [c.clf for c in changed.classifiers] == ["knn"] and changed.n_jobs == 1
     assert spec.with_overrides() == spec
     with pytest.raises(ConfigError, match="no backbone 'test_vitt'; did you mean test_vit"):

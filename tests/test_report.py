@@ -117,7 +117,10 @@ def test_user_text_is_escaped(tmp_path: Path) -> None:
 
 def test_one_table_per_test_set() -> None:
     fit_all(features("resnet50", "5555555555555555", weights=PRETRAINED), classifiers=("logreg",))
-    fit_all(features("resnet50", "6666666666666666", weights=PRETRAINED, dataset="pets", class_names=["cat", "dog", "owl"]), classifiers=("logreg",))
+    fit_all(
+        features("resnet50", "6666666666666666", weights=PRETRAINED, dataset="pets", class_names=["cat", "dog", "owl"]),
+        classifiers=("logreg",),
+    )
     subset = {"dataset": "cifar10", "fingerprint": "f" * 64, "limit": 50, "limit_seed": 0}
     fit_all(features("resnet50", "7777777777777777", weights=PRETRAINED, identity=subset), classifiers=("logreg",))
     files = featx.report()
@@ -170,9 +173,13 @@ def test_reproducing_commands() -> None:
     path = features("resnet50", "dddddddddddddddd", weights=RANDOM, size=64)
     (record,) = fit_all(path, classifiers=("knn",))
     command = extract_command(record.features.attrs, record.features.backbone)
-    assert command.startswith("featx extract --backbone resnet50 --dataset cifar10 --weights random --image-size 64 --crop-pct 1 --crop-mode center")
-    assert fit_command(record) == (f"featx fit --features {path} --clf knn --k-grid 1,3,5 --weights uniform,distance --metric euclidean "
-                                   "--cv 3 --scale standard --seed 0")
+    assert command.startswith(
+        "featx extract --backbone resnet50 --dataset cifar10 --weights random --image-size 64 --crop-pct 1 --crop-mode center"
+    )
+    assert fit_command(record) == (
+        f"featx fit --features {path} --clf knn --k-grid 1,3,5 --weights uniform,distance --metric euclidean "
+        "--cv 3 --scale standard --seed 0"
+    )
     page = featx.report().html.read_text()
     assert html_lib.escape(fit_command(record)) in page
 
@@ -195,12 +202,17 @@ def test_names_of_columns_and_weights() -> None:
     assert classifier_label("logreg", "standard", None) == "logreg"
     assert classifier_label("knn", "l2", 64) == "knn (l2, PCA 64)"
     assert weights_kind({"weights": "random"}) == "random" and weights_kind({}) == "unknown"
-    assert weights_text({"weights": "file:sha256:" + "ab" * 32, "weights_mode": "file", "weights_path": "/w/r50.pth"}) == "checkpoint r50.pth (sha256 abababababab)"
+    assert (
+        weights_text({"weights": "file:sha256:" + "ab" * 32, "weights_mode": "file", "weights_path": "/w/r50.pth"})
+        == "checkpoint r50.pth (sha256 abababababab)"
+    )
     assert weights_text(RANDOM) == "RANDOM (seed 0)" and weights_text(PRETRAINED) == "pretrained (timm/resnet50.tv_in1k)"
 
 
 def test_no_records_is_a_clear_error() -> None:
-    with pytest.raises(ReportError, match=r"no run records under .*runs; run `featx fit` \(or `featx run PIPELINE.yaml`, or `featx demo`\) first"):
+    with pytest.raises(
+        ReportError, match=r"no run records under .*runs; run `featx fit` \(or `featx run PIPELINE.yaml`, or `featx demo`\) first"
+    ):
         featx.report()
     result = CliRunner().invoke(main, ["report"])
     assert result.exit_code == 2 and result.stderr.startswith("featx: error: no run records under")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pickle
@@ -52,8 +51,14 @@ def spec(tiny: Path) -> PipelineSpec:
 def test_the_plan_is_one_extraction_per_backbone_then_its_fits_and_pca(spec: PipelineSpec) -> None:
     graph = plan_pipeline(spec)
     assert [t.key for t in graph.tasks] == [
-        "extract:test_resnet", "fit:test_resnet:logreg", "fit:test_resnet:knn", "pca:test_resnet:standard",
-        "extract:test_efficientnet", "fit:test_efficientnet:logreg", "fit:test_efficientnet:knn", "pca:test_efficientnet:standard",
+        "extract:test_resnet",
+        "fit:test_resnet:logreg",
+        "fit:test_resnet:knn",
+        "pca:test_resnet:standard",
+        "extract:test_efficientnet",
+        "fit:test_efficientnet:logreg",
+        "fit:test_efficientnet:knn",
+        "pca:test_efficientnet:standard",
     ]
     assert all(t.deps == (f"extract:{t.key.split(':')[1]}",) for t in graph.tasks if t.kind != "extract")
     assert [len(graph.of_kind(k)) for k in ("extract", "fit", "pca")] == [2, 4, 2]
@@ -72,7 +77,11 @@ def test_run_extracts_fits_draws_and_reports(spec: PipelineSpec) -> None:
     assert result.ok and result.counts() == {"extract": {"done": 2}, "fit": {"done": 4}, "pca": {"done": 2}}
     records = result.records
     assert [(r.features.backbone, r.clf) for r in records] == [
-        ("test_resnet", "logreg"), ("test_resnet", "knn"), ("test_efficientnet", "logreg"), ("test_efficientnet", "knn")]
+        ("test_resnet", "logreg"),
+        ("test_resnet", "knn"),
+        ("test_efficientnet", "logreg"),
+        ("test_efficientnet", "knn"),
+    ]
     assert all(r.features.n_train == 60 and r.cv == 3 and r.features.attrs["weights_mode"] == "random" for r in records)
     assert result.report is not None and result.report.html == reports() / "index.html" and result.report.n_runs == 4
     assert result.report.random_weights
@@ -107,6 +116,7 @@ def test_a_rerun_builds_no_model_and_fits_nothing(spec: PipelineSpec, monkeypatc
     assert again.report is not None and again.report.n_runs == 4
 
 
+@pytest.mark.slow
 def test_force_refits_and_force_extract_extracts_again(spec: PipelineSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     run_pipeline(spec, report=False)
     forced = run_pipeline(spec, force=True, report=False)
@@ -140,6 +150,7 @@ def thread_pool_executor(graph: TaskGraph) -> dict[str, Outcome]:
         return {key: future.result() for key, future in futures.items()}
 
 
+@pytest.mark.slow
 def test_another_executor_plugs_into_the_seam(spec: PipelineSpec) -> None:
     serial = run_pipeline(spec, report=False)
     seen: list[int] = []
@@ -172,7 +183,10 @@ def test_cli_run_prints_the_summary_then_the_report_path(tiny: Path) -> None:
     assert Path(lines[-1]) == reports() / "index.html" and Path(lines[-1]).is_file()
     assert any(line.startswith("test_resnet [RANDOM WEIGHTS]") for line in lines) and "fits: 1 done" in result.stdout
     manifest = json.loads((reports() / "pipelines" / "tiny.json").read_text())
-    assert manifest["command"] == f"featx run {tiny} --limit 40 --backbone test_resnet --clf knn --cache-dir {os.environ['FEATX_CACHE_DIR']} --reports-dir {reports()}"
+    assert (
+        manifest["command"]
+        == f"featx run {tiny} --limit 40 --backbone test_resnet --clf knn --cache-dir {os.environ['FEATX_CACHE_DIR']} --reports-dir {reports()}"
+    )
     assert manifest["spec"]["backbones"][0]["limit"] == 40
 
 
@@ -187,7 +201,9 @@ def test_cli_run_retargets_the_data_set(tiny: Path, tmp_path: Path) -> None:
     from tests.fakes import write_image_folder
 
     folder = write_image_folder(tmp_path / "pets", per_class={"train": 6, "test": 3})
-    result = CliRunner().invoke(main, ["-q", "run", str(tiny), "--dataset", f"imagefolder:{folder}", "--backbone", "test_resnet", "--clf", "logreg"])
+    result = CliRunner().invoke(
+        main, ["-q", "run", str(tiny), "--dataset", f"imagefolder:{folder}", "--backbone", "test_resnet", "--clf", "logreg"]
+    )
     assert result.exit_code == 0, result.output
     (record,) = featx.iter_records()
     assert record.features.dataset == "pets" and record.class_names == ["cat", "dog", "owl"]

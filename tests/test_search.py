@@ -30,7 +30,9 @@ from tests.conftest import make_features
 DATA = make_features(n_train=300, n_test=10, dim=20, n_classes=4, separation=0.6, seed=1)["train"]
 
 
-def _ours(pipeline: Pipeline, searcher: Any, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]], folds: list, n_jobs: int = 1) -> np.ndarray:
+def _ours(
+    pipeline: Pipeline, searcher: Any, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]], folds: list, n_jobs: int = 1
+) -> np.ndarray:
     results = cross_validate_grid(pipeline, searcher, X, y, grid_points(grid), folds, n_jobs=n_jobs)
     return np.stack([r.scores for r in results], axis=1)
 

@@ -29,7 +29,20 @@ KEY = "5ba4d5ba4d5ba4d0"
 CLASSES = ["a", "b", "c"]
 TINY_DATA = "digits"
 TINY = {"weights": "random", "image_size": 32, "limit": 30, "batch_size": 8}  # ExtractConfig fields and extract's options
-TINY_ARGS = ["--backbone", "test_resnet", "--weights", "random", "--image-size", "32", "--dataset", "digits", "--limit", "30", "--batch-size", "8"]
+TINY_ARGS = [
+    "--backbone",
+    "test_resnet",
+    "--weights",
+    "random",
+    "--image-size",
+    "32",
+    "--dataset",
+    "digits",
+    "--limit",
+    "30",
+    "--batch-size",
+    "8",
+]
 
 
 def cache_root() -> Path:
@@ -40,7 +53,9 @@ def final_path(key: str = KEY) -> Path:
     return cache_root() / "synthetic" / f"tiny__{key}.h5"
 
 
-def write_shards(arrays: dict[str, tuple[np.ndarray, np.ndarray]], count: int, *, indices: range | list[int] | None = None, key: str = KEY) -> list[Path]:
+def write_shards(
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]], count: int, *, indices: range | list[int] | None = None, key: str = KEY
+) -> list[Path]:
     """Shard files of ``arrays`` as featx writes them: rows ``shard.rows(n)`` of each split."""
     sizes = {split: len(labels) for split, (_, labels) in arrays.items()}
     written = []
@@ -187,7 +202,9 @@ def test_shard_array_through_the_cli_equals_the_unsharded_extraction(monkeypatch
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_allclose(x, x_ref, rtol=1e-5, atol=1e-6)
     assert runner.invoke(main, ["cache", "verify"]).exit_code == 0
-    fitted = runner.invoke(main, ["-q", "fit", "--features", "test_resnet", "--dataset", "digits", "--clf", "logreg", "--C-grid", "1", "--cv", "3", "--json"])
+    fitted = runner.invoke(
+        main, ["-q", "fit", "--features", "test_resnet", "--dataset", "digits", "--clf", "logreg", "--C-grid", "1", "--cv", "3", "--json"]
+    )
     assert fitted.exit_code == 0, fitted.output
     assert f'"key": "{entry.stem.rsplit("__", 1)[-1]}"' in fitted.output
 

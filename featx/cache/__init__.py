@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from featx.cache.layout import FORMAT_VERSION, SPLITS, EntryName, cache_key, entry_path, partial_path, shards_dir
 from featx.cache.manage import entry_lock, find_entry, list_entries, remove_entry
-from featx.cache.reader import CacheInfo, SplitInfo, is_trusted, load_features, open_features, read_info, read_split, resolve_features, verify_file
+from featx.cache.reader import (
+    CacheInfo,
+    SplitInfo,
+    is_trusted,
+    load_features,
+    open_features,
+    read_info,
+    read_split,
+    resolve_features,
+    verify_file,
+)
 from featx.cache.writer import CacheWriter, SplitPlan, write_features
 
 __all__ = [

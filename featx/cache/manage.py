@@ -49,7 +49,11 @@ def list_entries(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheI
         try:
             entries.append(read_info(path))
         except CacheError:
-            entries.append(CacheInfo(path=path, key=EntryName.of(path).key, attrs={"damaged": True}, size_bytes=path.stat().st_size, partial=is_partial(path)))
+            entries.append(
+                CacheInfo(
+                    path=path, key=EntryName.of(path).key, attrs={"damaged": True}, size_bytes=path.stat().st_size, partial=is_partial(path)
+                )
+            )
     return entries
 
 
@@ -122,5 +126,3 @@ def remove_shards(final: Path) -> list[Path]:
     with contextlib.suppress(OSError):
         folder.parent.rmdir()  # the data set's .shards folder, when it was the last one
     return files
-
-

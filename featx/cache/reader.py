@@ -189,7 +189,9 @@ def _check_format(info: CacheInfo) -> None:
 
 def _check_split(handle: h5py.File, info: CacheInfo, split: str) -> None:
     if split not in info.splits:
-        raise CacheError(f"{info.path} has no split {split!r} (it has: {', '.join(info.splits) or 'none'}); {_recovery_hint(info.path, info.key)}")
+        raise CacheError(
+            f"{info.path} has no split {split!r} (it has: {', '.join(info.splits) or 'none'}); {_recovery_hint(info.path, info.key)}"
+        )
     meta = info.splits[split]
     if not meta.complete or meta.n_done != meta.n_rows:
         raise CacheError(
@@ -319,16 +321,29 @@ def resolve_features(
     name = safe_name(str(path_or_name))
     root = paths.cache_dir(cache_dir)
     folders = [root / safe_name(dataset)] if dataset else sorted(p for p in root.glob("*") if p.is_dir())
-    found = [p for folder in folders for p in folder.glob(f"{name}{SEPARATOR}*{SUFFIX}") if not is_partial(p) and EntryName.of(p).backbone == name]
+    found = [
+        p
+        for folder in folders
+        for p in folder.glob(f"{name}{SEPARATOR}*{SUFFIX}")
+        if not is_partial(p) and EntryName.of(p).backbone == name
+    ]
     if not found:
         where = root / safe_name(dataset) if dataset else root
-        raise CacheError(f"no cached features for {path_or_name!r} in {where}; run `featx extract --backbone {path_or_name}` first or pass an .h5 path")
+        raise CacheError(
+            f"no cached features for {path_or_name!r} in {where}; run `featx extract --backbone {path_or_name}` first or pass an .h5 path"
+        )
     if not dataset and len({p.parent for p in found}) > 1:
         sets = ", ".join(sorted({p.parent.name for p in found}))
         raise CacheError(f"features for {path_or_name!r} exist for several data sets ({sets}); pass --dataset")
     found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     if len(found) > 1:
-        log.info("using %s (newest of %d cached entries for %s: %s)", found[0].name, len(found), path_or_name, ", ".join(p.name for p in found[1:]))
+        log.info(
+            "using %s (newest of %d cached entries for %s: %s)",
+            found[0].name,
+            len(found),
+            path_or_name,
+            ", ".join(p.name for p in found[1:]),
+        )
     return found[0]
 
 
@@ -358,7 +373,6 @@ def load_features(
     info = open_features(path, splits=(split,))
     features, labels = read_split(path, split)
     return features, labels, info.class_names
-
 
 
 def verify_file(path: str | os.PathLike[str]) -> list[str]:

@@ -114,7 +114,9 @@ class ShardSpec:
         if self.count < 1:
             raise ConfigError(f"the number of shards must be at least 1, got {self.count}")
         if not 0 <= self.index < self.count:
-            raise ConfigError(f"shard {self.index}/{self.count}: K must be in 0..{self.count - 1} (shards are numbered from 0, as $SLURM_ARRAY_TASK_ID with --array=0-{self.count - 1})")
+            raise ConfigError(
+                f"shard {self.index}/{self.count}: K must be in 0..{self.count - 1} (shards are numbered from 0, as $SLURM_ARRAY_TASK_ID with --array=0-{self.count - 1})"
+            )
 
     @classmethod
     def parse(cls, text: str) -> ShardSpec:
@@ -368,7 +370,9 @@ def stitch_entry(key: str, *, count: int | None = None, cache_dir: str | os.Path
         if not sets:
             raise CacheError(f"{final.name} has no shard files (looked in {shards_dir(final)})")
         if len(sets) > 1:
-            raise CacheError(f"{final.name} has shard files for several shard counts ({', '.join(str(s.count) for s in sets)}); pass --shards N")
+            raise CacheError(
+                f"{final.name} has shard files for several shard counts ({', '.join(str(s.count) for s in sets)}); pass --shards N"
+            )
         count = sets[0].count
     return stitch(final, count, force=force)
 
@@ -425,7 +429,7 @@ def _write_stitched(final: Path, infos: Sequence[tuple[Path, CacheInfo]]) -> Non
                 group = out.create_group(split)
                 bounds = shard_bounds(n_rows, count)
                 for dataset, shape in ((FEATURES, (n_rows, dim)), (LABELS, (n_rows,))):
-                    layout = h5py.VirtualLayout(shape=shape, dtype=FILL_VALUES[dataset].dtype)
+                    layout = h5py.VirtualLayout(shape=shape, dtype=np.asarray(FILL_VALUES[dataset]).dtype)
                     for source, (start, stop) in zip(relative, bounds):
                         if stop > start:
                             layout[start:stop] = h5py.VirtualSource(source, f"{split}/{dataset}", shape=(stop - start, *shape[1:]))

@@ -150,7 +150,9 @@ class CacheWriter:
         if total - done > free:
             problem = OSError(errno.ENOSPC, f"it needs about {_megabytes(total - done)} more and {_megabytes(free)} are free")
         elif limit != resource.RLIM_INFINITY and total > limit:
-            problem = OSError(errno.EFBIG, f"it needs about {_megabytes(total)}, over this process's file size limit of {_megabytes(limit)}")
+            problem = OSError(
+                errno.EFBIG, f"it needs about {_megabytes(total)}, over this process's file size limit of {_megabytes(limit)}"
+            )
         if problem is not None:
             if resumed is not None:
                 resumed.close()

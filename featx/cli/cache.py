@@ -54,11 +54,18 @@ def ls(cache_dir: str | None, as_json: bool) -> None:
         return
     rows = []
     for summary in summaries:
-        rows.append([
-            summary["key"], summary["dataset"], summary["backbone"], summary["weights"], str(summary["dim"]),
-            " / ".join(f"{name} {n}" for name, n in summary["rows"].items()) or "-",
-            human_bytes(summary["size_bytes"]), summary["state"],
-        ])
+        rows.append(
+            [
+                summary["key"],
+                summary["dataset"],
+                summary["backbone"],
+                summary["weights"],
+                str(summary["dim"]),
+                " / ".join(f"{name} {n}" for name, n in summary["rows"].items()) or "-",
+                human_bytes(summary["size_bytes"]),
+                summary["state"],
+            ]
+        )
     click.echo(format_table(rows, ["key", "dataset", "backbone", "weights", "dim", "rows", "size", "state"]))
 
 
@@ -144,7 +151,9 @@ def rm(keys: tuple[str, ...], cache_dir: str | None) -> None:
 
 @cache.command("stitch")
 @click.argument("key")
-@click.option("--shards", "count", type=click.IntRange(min=1), default=None, help="The shard count, when shard files of several counts are present.")
+@click.option(
+    "--shards", "count", type=click.IntRange(min=1), default=None, help="The shard count, when shard files of several counts are present."
+)
 @click.option("--force", is_flag=True, help="Stitch again even when the entry is complete.")
 @cache_dir_option
 def stitch(key: str, count: int | None, force: bool, cache_dir: str | None) -> None:

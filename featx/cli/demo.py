@@ -10,10 +10,20 @@ from featx.cli.options import cache_dir_option, reports_dir_option
 
 
 @click.command()
-@click.option("--weights", type=click.Choice(("auto", "pretrained", "random")), default="auto", show_default=True,
-              help="auto: pretrained weights where they are already on this machine, else random ones (flagged); "
-                   "pretrained: as timm loads them (may download); random: random everywhere.")
-@click.option("--pipeline", type=click.Path(dir_okay=False), default=None, help="Run another pipeline file the same way [default: the demo pipeline shipped with featx].")
+@click.option(
+    "--weights",
+    type=click.Choice(("auto", "pretrained", "random")),
+    default="auto",
+    show_default=True,
+    help="auto: pretrained weights where they are already on this machine, else random ones (flagged); "
+    "pretrained: as timm loads them (may download); random: random everywhere.",
+)
+@click.option(
+    "--pipeline",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Run another pipeline file the same way [default: the demo pipeline shipped with featx].",
+)
 @cache_dir_option
 @reports_dir_option
 def demo(weights: str, pipeline: str | None, cache_dir: str | None, reports_dir: str | None) -> None:
@@ -33,7 +43,13 @@ def demo(weights: str, pipeline: str | None, cache_dir: str | None, reports_dir:
 
     if weights != "pretrained":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read when huggingface_hub is imported: nothing here may reach the network
-    result = run_demo(pipeline=pipeline, weights=weights, cache_dir=cache_dir, reports_dir=reports_dir, command="featx demo" + (f" --weights {weights}" if weights != "auto" else ""))
+    result = run_demo(
+        pipeline=pipeline,
+        weights=weights,
+        cache_dir=cache_dir,
+        reports_dir=reports_dir,
+        command="featx demo" + (f" --weights {weights}" if weights != "auto" else ""),
+    )
     click.echo(result.run.summary())
     if result.random_weights:
         click.echo(f"RANDOM WEIGHTS: {', '.join(result.random_weights)} (no pretrained weights on this machine); the report says so too")

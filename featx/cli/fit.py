@@ -40,7 +40,13 @@ class FitCommand(click.Command):
 @scale_option
 @click.option("--pca", type=int, default=None, help="Keep N principal components before the classifier.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the folds, PCA and the classifier.")
-@click.option("--n-jobs", type=int, default=-1, show_default=True, help="Folds fitted at once; -1: all cores. With --scheduler: folds in flight on the cluster, -1: as many as it has cores (1 fits them here).")
+@click.option(
+    "--n-jobs",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Folds fitted at once; -1: all cores. With --scheduler: folds in flight on the cluster, -1: as many as it has cores (1 fits them here).",
+)
 @click.option("--skip-existing", is_flag=True, help="Print the record of an identical earlier run instead of fitting again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 @scheduler_option
@@ -98,8 +104,16 @@ def fit(
             from featx.cluster.scheduler import fold_work_on
 
             environment = stack.enter_context(fold_work_on(client))
-        record = run_fit(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, skip_existing=skip_existing,
-                         n_jobs=n_jobs, environment=environment)
+        record = run_fit(
+            features,
+            config,
+            dataset=dataset,
+            cache_dir=cache_dir,
+            reports_dir=reports_dir,
+            skip_existing=skip_existing,
+            n_jobs=n_jobs,
+            environment=environment,
+        )
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
     else:

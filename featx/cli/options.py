@@ -58,7 +58,7 @@ scheduler_option = click.option(
     show_envvar=True,
     metavar="ADDRESS",
     help="Run on a Dask cluster: tcp://HOST:PORT of a running scheduler, local:N for N worker processes on this machine, "
-         "or a scheduler file (.json) [default: run here, without Dask].",
+    "or a scheduler file (.json) [default: run here, without Dask].",
 )
 
 shards_option = click.option(

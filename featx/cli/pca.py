@@ -16,7 +16,9 @@ from featx.cli.options import cache_dir_option, features_dataset_option, feature
 @features_dataset_option
 @cache_dir_option
 @reports_dir_option
-def pca(features: str, scale: str, per_class: int, seed: int, skip_existing: bool, dataset: str, cache_dir: str | None, reports_dir: str | None) -> None:
+def pca(
+    features: str, scale: str, per_class: int, seed: int, skip_existing: bool, dataset: str, cache_dir: str | None, reports_dir: str | None
+) -> None:
     """Fit PCA on the train split; draw a class-balanced sample of the test split on the
     first two components (coloured by class) and the cumulative explained variance.
 
@@ -26,7 +28,8 @@ def pca(features: str, scale: str, per_class: int, seed: int, skip_existing: boo
     Example:
       featx pca --features resnet50
     """
-    from featx.fitting.projection import PcaConfig, pca as run_pca
+    from featx.fitting.projection import PcaConfig
+    from featx.fitting.projection import pca as run_pca
 
     config = PcaConfig(scale=scale, per_class=per_class, seed=seed)
     result = run_pca(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir, skip_existing=skip_existing)

@@ -8,8 +8,13 @@ from featx.cli.options import command_line, reports_dir_option
 
 
 @click.command()
-@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
-              help="The HTML file to write [default: <reports-dir>/index.html]; comparison.csv and comparison.md go beside it.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The HTML file to write [default: <reports-dir>/index.html]; comparison.csv and comparison.md go beside it.",
+)
 @click.option("--no-pca", is_flag=True, help="Show only PCA plots that exist; do not draw missing ones from the cached features.")
 @reports_dir_option
 @click.pass_context
@@ -30,6 +35,8 @@ def report(ctx: click.Context, out: str | None, no_pca: bool, reports_dir: str |
     from featx.reporting.render import report as write_report
 
     files = write_report(reports_dir, out=out, pca=not no_pca, command=command_line(ctx))
-    click.echo(f"{files.n_runs} run(s) in {files.n_tables} table(s)" + ("; RANDOM WEIGHTS flagged on the page" if files.random_weights else ""))
+    click.echo(
+        f"{files.n_runs} run(s) in {files.n_tables} table(s)" + ("; RANDOM WEIGHTS flagged on the page" if files.random_weights else "")
+    )
     click.echo(f"comparison: {files.csv}, {files.markdown}")
     click.echo(str(files.html))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from featx.cli.options import cache_dir_option, command_line, reports_dir_option, scheduler_option, shards_option
-from featx.extraction.config import PRECISIONS
+from featx.extraction.devices import PRECISIONS
 
 
 @click.command()
@@ -18,7 +18,9 @@ from featx.extraction.config import PRECISIONS
 @click.option("--precision", type=click.Choice(PRECISIONS), help="Extraction precision of every backbone.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per extraction batch.")
 @click.option("--n-jobs", type=int, help="Fold workers of every fit (-1: all cores).")
-@click.option("--skip-bad", is_flag=True, default=None, help="Leave out image files that cannot be decoded (counted and named) instead of stopping.")
+@click.option(
+    "--skip-bad", is_flag=True, default=None, help="Leave out image files that cannot be decoded (counted and named) instead of stopping."
+)
 @click.option("-b", "--backbone", "backbones", multiple=True, metavar="NAME", help="Run only this backbone of the file (repeatable).")
 @click.option("--clf", "classifiers", multiple=True, metavar="NAME", help="Run only this classifier of the file (repeatable).")
 @click.option("--force", is_flag=True, help="Refit every classifier and redraw the PCA plots even when up to date.")
@@ -75,7 +77,7 @@ def run(
     """
     from featx.cluster.scheduler import connect, scheduler_address
     from featx.core.errors import ConfigError, FeatxError
-    from featx.runner.graph import describe_graph, execute_serial
+    from featx.runner.graph import Executor, describe_graph, execute_serial
     from featx.runner.pipeline import plan_pipeline, run_pipeline
     from featx.runner.spec import load_pipeline
 
@@ -83,8 +85,17 @@ def run(
     if shards is not None and scheduler is None:
         raise ConfigError("--shards N needs a Dask scheduler (--scheduler ADDRESS or local:N, or FEATX_SCHEDULER)")
     spec = load_pipeline(pipeline).with_overrides(
-        dataset=dataset, limit=limit, data_dir=data_dir, weights=weights, device=device, precision=precision,
-        batch_size=batch_size, n_jobs=n_jobs, skip_bad=skip_bad or None, backbones=backbones, classifiers=classifiers,
+        dataset=dataset,
+        limit=limit,
+        data_dir=data_dir,
+        weights=weights,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        n_jobs=n_jobs,
+        skip_bad=skip_bad or None,
+        backbones=backbones,
+        classifiers=classifiers,
     )
     if dry_run:
         graph = plan_pipeline(spec, force=force, force_extract=force_extract, cache_dir=cache_dir, reports_dir=reports_dir)
@@ -92,14 +103,21 @@ def run(
         click.echo(describe_graph(graph))
         return
     with connect(scheduler) as client:
-        if client is None:
-            executor = execute_serial
-        else:
+        executor: Executor = execute_serial
+        if client is not None:
             from featx.cluster.executor import pipeline_executor
 
             executor = pipeline_executor(client, shards=shards)
-        result = run_pipeline(spec, force=force, force_extract=force_extract, cache_dir=cache_dir, reports_dir=reports_dir,
-                              executor=executor, report=not no_report, command=command_line(ctx))
+        result = run_pipeline(
+            spec,
+            force=force,
+            force_extract=force_extract,
+            cache_dir=cache_dir,
+            reports_dir=reports_dir,
+            executor=executor,
+            report=not no_report,
+            command=command_line(ctx),
+        )
     click.echo(result.summary())
     if result.report is not None:
         click.echo(f"comparison: {result.report.csv}, {result.report.markdown}")

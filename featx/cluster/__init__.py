@@ -17,22 +17,25 @@ from typing import TYPE_CHECKING
 
 from featx.core.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "SCHEDULER_ENV": "featx.cluster.scheduler",
-    "connect": "featx.cluster.scheduler",
-    "scheduler_address": "featx.cluster.scheduler",
-    "describe": "featx.cluster.scheduler",
-    "cluster_summary": "featx.cluster.scheduler",
-    "fold_work_on": "featx.cluster.scheduler",
-    "extract_on_cluster": "featx.cluster.tasks",
-    "submit_extract": "featx.cluster.tasks",
-    "portable_request": "featx.cluster.tasks",
-    "result_of": "featx.cluster.tasks",
-    "results_as_completed": "featx.cluster.tasks",
-    "pipeline_executor": "featx.cluster.executor",
-})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "SCHEDULER_ENV": "featx.cluster.scheduler",
+        "connect": "featx.cluster.scheduler",
+        "scheduler_address": "featx.cluster.scheduler",
+        "describe": "featx.cluster.scheduler",
+        "cluster_summary": "featx.cluster.scheduler",
+        "fold_work_on": "featx.cluster.scheduler",
+        "extract_on_cluster": "featx.cluster.tasks",
+        "submit_extract": "featx.cluster.tasks",
+        "portable_request": "featx.cluster.tasks",
+        "result_of": "featx.cluster.tasks",
+        "results_as_completed": "featx.cluster.tasks",
+        "pipeline_executor": "featx.cluster.executor",
+    },
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from featx.cluster.scheduler import SCHEDULER_ENV, cluster_summary, connect, describe, fold_work_on, scheduler_address
     from featx.cluster.executor import pipeline_executor
+    from featx.cluster.scheduler import SCHEDULER_ENV, cluster_summary, connect, describe, fold_work_on, scheduler_address
     from featx.cluster.tasks import extract_on_cluster, portable_request, result_of, results_as_completed, submit_extract

@@ -32,7 +32,9 @@ if TYPE_CHECKING:  # dask is imported only when a scheduler is given
 log = logging.getLogger(__name__)
 
 
-def pipeline_executor(client: Client, *, shards: int | None = None, retries: int = TASK_RETRIES) -> Callable[[TaskGraph], dict[str, Outcome]]:
+def pipeline_executor(
+    client: Client, *, shards: int | None = None, retries: int = TASK_RETRIES
+) -> Callable[[TaskGraph], dict[str, Outcome]]:
     """An executor that carries out a pipeline's task graph on ``client``'s cluster.
 
     Example::
@@ -53,11 +55,16 @@ def pipeline_executor(client: Client, *, shards: int | None = None, retries: int
     def execute(graph: TaskGraph) -> dict[str, Outcome]:
         resources = gpu_resources(client) if not shards or shards == 1 else None
         futures: dict[str, Future] = {}
-        tasks: dict[str, Task] = {}  # Dask key -> task
+        tasks: dict[object, Task] = {}  # Dask key -> task
         for task in graph.tasks:
             future = client.submit(
-                _run_on_worker, _portable_task(task), shards, *(futures[d] for d in task.deps),
-                key=task_key(task.kind, task.key.partition(":")[2]), retries=retries, pure=False,
+                _run_on_worker,
+                _portable_task(task),
+                shards,
+                *(futures[d] for d in task.deps),
+                key=task_key(task.kind, task.key.partition(":")[2]),
+                retries=retries,
+                pure=False,
                 resources=resources if task.kind == "extract" else None,
             )
             futures[task.key], tasks[future.key] = future, task

@@ -168,8 +168,14 @@ def _local_cluster(n_workers: int) -> Any:
 
     log.info("starting a local Dask cluster: %d worker process(es) on %s", n_workers, LOCAL_HOST)
     try:
-        return LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1, host=LOCAL_HOST, dashboard_address=f"{LOCAL_HOST}:0",
-                            silence_logs=logging.ERROR)
+        return LocalCluster(
+            n_workers=n_workers,
+            processes=True,
+            threads_per_worker=1,
+            host=LOCAL_HOST,
+            dashboard_address=f"{LOCAL_HOST}:0",
+            silence_logs=logging.ERROR,
+        )
     except Exception as error:  # ports, spawn failures: one line for the user
         raise SchedulerError(f"cannot start a local Dask cluster of {n_workers} worker(s): {error}") from error
 
@@ -198,15 +204,21 @@ def _check_workers(client: Client, address: str, *, worker_timeout: float) -> No
         try:
             client.wait_for_workers(1, timeout=worker_timeout)
         except TimeoutError:
-            raise SchedulerError(f"the Dask scheduler at {address} has no workers (waited {worker_timeout:g} s); start some with `dask worker {address}`") from None
+            raise SchedulerError(
+                f"the Dask scheduler at {address} has no workers (waited {worker_timeout:g} s); start some with `dask worker {address}`"
+            ) from None
     try:
         versions = client.run(_featx_version)
     except Exception as error:  # a worker that cannot import featx cannot unpickle the function
-        raise SchedulerError(f"the Dask workers of {address} cannot run featx ({type(error).__name__}: {error}); install featx (pip install 'featx[dask]') on every worker") from None
+        raise SchedulerError(
+            f"the Dask workers of {address} cannot run featx ({type(error).__name__}: {error}); install featx (pip install 'featx[dask]') on every worker"
+        ) from None
     other = {worker: version for worker, version in versions.items() if version != __version__}
     if other:
         listed = ", ".join(f"{worker} has {version}" for worker, version in sorted(other.items()))
-        raise SchedulerError(f"Dask workers run another featx version than this one ({__version__}): {listed}; install the same version everywhere")
+        raise SchedulerError(
+            f"Dask workers run another featx version than this one ({__version__}): {listed}; install the same version everywhere"
+        )
 
 
 def _featx_version() -> str:
@@ -226,7 +238,7 @@ def cluster_summary(client: Client) -> dict[str, Any]:
 
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return {
-        "scheduler": client.scheduler.address,
+        "scheduler": client.scheduler.address if client.scheduler is not None else "?",
         "workers": len(workers),
         "threads": sum(int(w.get("nthreads", 0)) for w in workers),
         "gpu_workers": sum(1 for w in workers if w.get("resources", {}).get(GPU_RESOURCE)),
@@ -239,8 +251,6 @@ def gpu_resources(client: Client) -> dict[str, float] | None:
     --resources GPU=1``), so that extraction tasks go to GPU workers only; else None."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return {GPU_RESOURCE: 1} if any(w.get("resources", {}).get(GPU_RESOURCE) for w in workers) else None
-
-
 
 
 @contextlib.contextmanager

@@ -68,7 +68,9 @@ def result_of(future: Future) -> Any:
         ) from None
     except Exception as error:
         if type(error).__name__ in ("CancelledError", "FutureCancelledError"):
-            raise SchedulerError(f"Dask task {future.key} was cancelled (the scheduler restarted or the connection was lost); run the command again") from None
+            raise SchedulerError(
+                f"Dask task {future.key} was cancelled (the scheduler restarted or the connection was lost); run the command again"
+            ) from None
         raise
 
 
@@ -116,8 +118,16 @@ def _unwrap(outcome: _Outcome) -> Any:
     return outcome.value
 
 
-def submit_retried(client: Client, func: Callable[..., Any], /, *args: Any, key: str, retries: int = TASK_RETRIES,
-                   resources: dict[str, float] | None = None, **kwargs: Any) -> Future:
+def submit_retried(
+    client: Client,
+    func: Callable[..., Any],
+    /,
+    *args: Any,
+    key: str,
+    retries: int = TASK_RETRIES,
+    resources: dict[str, float] | None = None,
+    **kwargs: Any,
+) -> Future:
     """Submit ``func(*args, **kwargs)`` as a task retried on transient errors only.
 
     Two tasks: the attempt (retried ``retries`` times when it raises anything but a
@@ -133,8 +143,9 @@ def submit_retried(client: Client, func: Callable[..., Any], /, *args: Any, key:
     return client.submit(_unwrap, attempt, key=key, pure=False)
 
 
-def _submit_attempt(client: Client, func: Callable[..., Any], /, *args: Any, key: str, retries: int,
-                    resources: dict[str, float] | None, **kwargs: Any) -> Future:
+def _submit_attempt(
+    client: Client, func: Callable[..., Any], /, *args: Any, key: str, retries: int, resources: dict[str, float] | None, **kwargs: Any
+) -> Future:
     return client.submit(_attempt, func, *args, key=f"{key}-attempt", resources=resources, retries=retries, pure=False, **kwargs)
 
 
@@ -171,8 +182,9 @@ def absolute(path: Path) -> Path:
     return Path(os.path.abspath(path.expanduser()))
 
 
-def submit_extract(client: Client, dataset: str, config: ExtractConfig, *, shards: int | None = None, retries: int = TASK_RETRIES,
-                   **options: Any) -> Future:
+def submit_extract(
+    client: Client, dataset: str, config: ExtractConfig, *, shards: int | None = None, retries: int = TASK_RETRIES, **options: Any
+) -> Future:
     """Put an extraction on the cluster; the future's result is the cache entry's ``Path``.
 
     Without ``shards`` (or with 1) one task extracts on a worker; with ``shards=N``, N
@@ -196,8 +208,9 @@ def submit_extract(client: Client, dataset: str, config: ExtractConfig, *, shard
     return final
 
 
-def extract_on_cluster(client: Client, dataset: str, config: ExtractConfig, *, shards: int | None = None, retries: int = TASK_RETRIES,
-                       **options: Any) -> Path:
+def extract_on_cluster(
+    client: Client, dataset: str, config: ExtractConfig, *, shards: int | None = None, retries: int = TASK_RETRIES, **options: Any
+) -> Path:
     """Run an extraction on the cluster and wait for it, with a progress bar over shards.
 
     Args: see :func:`submit_extract`.
@@ -222,7 +235,9 @@ def extract_on_cluster(client: Client, dataset: str, config: ExtractConfig, *, s
     return path
 
 
-def submit_request(client: Client, request: ExtractRequest, *, shards: int | None, retries: int = TASK_RETRIES) -> tuple[Future, list[Future]]:
+def submit_request(
+    client: Client, request: ExtractRequest, *, shards: int | None, retries: int = TASK_RETRIES
+) -> tuple[Future, list[Future]]:
     """The future of the entry of ``request``, and those of its shard attempts (none without shards)."""
     from featx.cache.shards import ShardSpec
     from featx.extraction.engine import shard_request
@@ -233,8 +248,16 @@ def submit_request(client: Client, request: ExtractRequest, *, shards: int | Non
     if shards is None or shards == 1:
         return submit_retried(client, _extract_path, request, key=task_key("extract", backbone), retries=retries, resources=resources), []
     attempts = [
-        _submit_attempt(client, shard_request, request, spec, stitch=False, key=task_key(f"shard-{spec.index}-of-{spec.count}", backbone),
-                        retries=retries, resources=resources)
+        _submit_attempt(
+            client,
+            shard_request,
+            request,
+            spec,
+            stitch=False,
+            key=task_key(f"shard-{spec.index}-of-{spec.count}", backbone),
+            retries=retries,
+            resources=resources,
+        )
         for spec in (ShardSpec(index, shards) for index in range(shards))
     ]
     final = client.submit(_stitch_outcomes, attempts, key=task_key("stitch", backbone), retries=retries, pure=False)

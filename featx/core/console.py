@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm.auto import tqdm
+if TYPE_CHECKING:  # imported when a bar is shown: `featx --help` and `featx cache ls` need none
+    from tqdm import tqdm
 
 _quiet = False
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
     """Writes to whatever ``sys.stderr`` is when a record is emitted, not when set up.
 
     click's test runner (and anything that redirects stderr) swaps ``sys.stderr`` per
     invocation; a handler bound once to the first stream loses every later message.
     """
 
-    @property  # type: ignore[override]
+    @property  # type: ignore[override,unused-ignore]
     def stream(self) -> Any:
         return sys.stderr
 
@@ -52,6 +53,8 @@ def setup_logging(verbosity: int = 0) -> None:
 
 def progress(*, total: int | None, desc: str, unit: str = "img", **kwargs: Any) -> tqdm:
     """A progress bar on stderr showing rate and ETA; silent when quiet or not a terminal."""
+    from tqdm.auto import tqdm
+
     return tqdm(
         total=total,
         desc=desc,

@@ -19,19 +19,22 @@ from typing import TYPE_CHECKING
 
 from featx.core.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "extract": "featx.extraction.engine",
-    "extract_shard": "featx.extraction.engine",
-    "extract_features": "featx.extraction.engine",
-    "plan_extraction": "featx.extraction.engine",
-    "ExtractConfig": "featx.extraction.config",
-    "ExtractOptions": "featx.extraction.config",
-    "ExtractRequest": "featx.extraction.config",
-    "list_datasets": "featx.extraction.datasets",
-    "load_dataset": "featx.extraction.datasets",
-    "resolve_backbone": "featx.extraction.backbones",
-    "resolve_data_config": "featx.extraction.backbones",
-})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "extract": "featx.extraction.engine",
+        "extract_shard": "featx.extraction.engine",
+        "extract_features": "featx.extraction.engine",
+        "plan_extraction": "featx.extraction.engine",
+        "ExtractConfig": "featx.extraction.config",
+        "ExtractOptions": "featx.extraction.config",
+        "ExtractRequest": "featx.extraction.config",
+        "list_datasets": "featx.extraction.datasets",
+        "load_dataset": "featx.extraction.datasets",
+        "resolve_backbone": "featx.extraction.backbones",
+        "resolve_data_config": "featx.extraction.backbones",
+    },
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from featx.extraction.backbones import resolve_backbone, resolve_data_config

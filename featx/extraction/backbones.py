@@ -81,12 +81,16 @@ def resolve_backbone(name: str) -> Backbone:
 
     cleaned = name.strip()
     if cleaned.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
-        raise ConfigError(f"{name!r}: hub and local-dir model names are not supported; use a timm model name and --weights PATH for a local checkpoint")
+        raise ConfigError(
+            f"{name!r}: hub and local-dir model names are not supported; use a timm model name and --weights PATH for a local checkpoint"
+        )
     architecture, _, tag = cleaned.partition(".")
     if not architecture or not timm.is_model(architecture):
         close = closest_names(architecture.lower(), timm.list_models(), n=5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownNameError(f"unknown backbone {name!r}{hint} (any timm model name works, e.g. {', '.join(CLASSIC_BACKBONES)}; list them with timm.list_models())")
+        raise UnknownNameError(
+            f"unknown backbone {name!r}{hint} (any timm model name works, e.g. {', '.join(CLASSIC_BACKBONES)}; list them with timm.list_models())"
+        )
     try:
         cfg = get_pretrained_cfg(cleaned) if tag else get_pretrained_cfg(architecture)
     except RuntimeError:  # timm raises for an invalid tag

@@ -204,7 +204,9 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
                 return np.repeat(grey[:, :, None], 3, axis=2)
             return np.asarray(handle.convert("RGB"))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageReadError(f"cannot read image {path}: {error}; fix or remove the file, or pass --skip-bad to leave such files out") from None
+        raise ImageReadError(
+            f"cannot read image {path}: {error}; fix or remove the file, or pass --skip-bad to leave such files out"
+        ) from None
 
 
 def readable_image(path: str | os.PathLike[str]) -> bool:

@@ -23,8 +23,8 @@ from featx.core.registry import unknown_name_error
 from featx.core.schema import Config, Flag, NonNegativeInt, Number, PathText, PositiveInt, Seed, check, prepare
 from featx.extraction.dataconfig import CROP_MODES, INTERPOLATIONS, parse_triple
 from featx.extraction.datasets.base import DEFAULT_TEST_FRACTION
+from featx.extraction.devices import PRECISIONS
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 WEIGHT_KEYWORDS = ("pretrained", "random")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 

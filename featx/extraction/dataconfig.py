@@ -69,8 +69,14 @@ class DataConfig:
 
     def timm_kwargs(self) -> dict[str, Any]:
         """Arguments for ``timm.data.create_transform`` that give the reference transform."""
-        return {"input_size": self.input_size, "interpolation": self.interpolation, "mean": self.mean, "std": self.std,
-                "crop_pct": self.crop_pct, "crop_mode": self.crop_mode}
+        return {
+            "input_size": self.input_size,
+            "interpolation": self.interpolation,
+            "mean": self.mean,
+            "std": self.std,
+            "crop_pct": self.crop_pct,
+            "crop_mode": self.crop_mode,
+        }
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ def _crop_offset(image: int, crop: int) -> int:
     """Offset of a centred crop (negative: padding before), torchvision's rounding."""
     if crop > image:
         return -((crop - image) // 2)
-    return int(round((image - crop) / 2.0))
+    return round((image - crop) / 2.0)
 
 
 def plan_geometry(height: int, width: int, config: DataConfig) -> Geometry:
@@ -164,7 +170,7 @@ def parse_triple(values: Sequence[float] | str | float | None) -> tuple[float, f
         numbers = numbers * 3
     if len(numbers) != 3:
         raise ConfigError(f"takes three numbers (one per channel), got {len(numbers)}")
-    return numbers  # type: ignore[return-value]
+    return numbers[0], numbers[1], numbers[2]
 
 
 def config_from_mapping(values: Mapping[str, Any]) -> DataConfig:

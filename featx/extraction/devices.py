@@ -13,6 +13,9 @@ from featx.core.errors import ConfigError, DeviceError
 if TYPE_CHECKING:
     import torch
 
+#: ``--precision``: autocast dtype of the model (features are stored float32 either way)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
 
 def resolve_device(spec: str) -> torch.device:
     """``auto`` / ``cpu`` / ``cuda`` / ``cuda:<i>`` -> a ``torch.device`` that exists.
@@ -34,10 +37,14 @@ def resolve_device(spec: str) -> torch.device:
         except (RuntimeError, ValueError):
             raise ConfigError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:<index>") from None
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {spec} was asked for but CUDA is not available here (no usable GPU or driver); use --device cpu or --device auto")
+            raise DeviceError(
+                f"--device {spec} was asked for but CUDA is not available here (no usable GPU or driver); use --device cpu or --device auto"
+            )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise DeviceError(f"--device {spec}: there {'is' if count == 1 else 'are'} only {count} CUDA device{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})")
+            raise DeviceError(
+                f"--device {spec}: there {'is' if count == 1 else 'are'} only {count} CUDA device{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})"
+            )
         return device
     raise ConfigError(f"--device {spec!r} is not supported; use auto, cpu, cuda or cuda:<index>")
 
@@ -65,5 +72,3 @@ def describe_device(device: torch.device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     return f"cpu ({torch.get_num_threads()} threads)"
-
-

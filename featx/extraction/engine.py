@@ -64,7 +64,9 @@ POOLING = "timm-pre-logits"
 # --------------------------------------------------------------------------- pure extraction
 
 
-def extract_features(model: torch.nn.Module, batches: Iterable[PixelBatch], *, preprocess: DevicePreprocess, precision: str) -> Iterator[np.ndarray]:
+def extract_features(
+    model: torch.nn.Module, batches: Iterable[PixelBatch], *, preprocess: DevicePreprocess, precision: str
+) -> Iterator[np.ndarray]:
     """Run a frozen model over uint8 batches and yield its features, batch by batch.
 
     Does no I/O. On CUDA the device-to-host copy of one batch's features overlaps the
@@ -233,7 +235,7 @@ def plan_request(request: ExtractRequest) -> ExtractPlan:
         download=options.download,
         test_fraction=config.test_fraction,
     )
-    identity = {
+    identity: dict[str, Any] = {
         "dataset": dict(dataset.identity),
         "model": backbone.display_name,
         "weights": weights.identity,
@@ -245,8 +247,17 @@ def plan_request(request: ExtractRequest) -> ExtractPlan:
         identity["skip_bad"] = True
     key = cache_key(identity)
     path = entry_path(dataset=dataset.name, backbone=backbone.display_name, key=key, cache_dir=options.cache_dir)
-    return ExtractPlan(request=request, backbone=backbone, weights=weights, data_config=data_config, dataset=dataset,
-                       device=device, precision=precision, key=key, path=path)
+    return ExtractPlan(
+        request=request,
+        backbone=backbone,
+        weights=weights,
+        data_config=data_config,
+        dataset=dataset,
+        device=device,
+        precision=precision,
+        key=key,
+        path=path,
+    )
 
 
 def plan_extraction(
@@ -268,8 +279,15 @@ def plan_extraction(
     Raises:
         FeatxError: as :func:`extract`.
     """
-    options = {"data_dir": data_dir, "cache_dir": cache_dir, "device": device, "batch_size": batch_size,
-               "num_workers": num_workers, "download": download, "force": force}
+    options = {
+        "data_dir": data_dir,
+        "cache_dir": cache_dir,
+        "device": device,
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "download": download,
+        "force": force,
+    }
     return plan_request(ExtractRequest.build(dataset, config, options, config_fields))
 
 
@@ -319,8 +337,15 @@ def extract(
         WeightsError: the weights cannot be obtained.
         DeviceError: CUDA asked for but not available.
     """
-    options = {"data_dir": data_dir, "cache_dir": cache_dir, "device": device, "batch_size": batch_size,
-               "num_workers": num_workers, "download": download, "force": force}
+    options = {
+        "data_dir": data_dir,
+        "cache_dir": cache_dir,
+        "device": device,
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "download": download,
+        "force": force,
+    }
     path, _ = extract_request(ExtractRequest.build(dataset, config, options, config_fields))
     return path
 
@@ -436,18 +461,24 @@ def _prepare(plan: ExtractPlan) -> _Engine:
     """
     import torch
 
-    from featx.extraction.models import create_backbone, fold_batchnorm
     from featx.extraction.batches import PixelBatch, PixelGroup
+    from featx.extraction.models import create_backbone, fold_batchnorm
     from featx.extraction.preprocess import DevicePreprocess
 
     started = time.perf_counter()
     model = fold_batchnorm(create_backbone(plan.backbone, plan.weights, image_size=plan.data_config.size))
-    model = model.to(device=plan.device, memory_format=torch.channels_last)
+    model = model.to(plan.device).to(memory_format=torch.channels_last)
     if plan.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     preprocess = DevicePreprocess(plan.data_config, plan.device)
     height, width = plan.data_config.size
-    blank = PixelBatch(start=0, size=1, groups=[PixelGroup(rows=torch.zeros(1, dtype=torch.int64), pixels=torch.zeros((1, height, width, 3), dtype=torch.uint8), final=True)])
+    blank = PixelBatch(
+        start=0,
+        size=1,
+        groups=[
+            PixelGroup(rows=torch.zeros(1, dtype=torch.int64), pixels=torch.zeros((1, height, width, 3), dtype=torch.uint8), final=True)
+        ],
+    )
     try:
         (features,) = list(extract_features(model, [blank], preprocess=preprocess, precision=plan.precision))
     except torch.cuda.OutOfMemoryError:
@@ -455,8 +486,16 @@ def _prepare(plan: ExtractPlan) -> _Engine:
     except (RuntimeError, ValueError, AssertionError) as error:  # timm asserts input sizes
         reason = " ".join(str(error).split())[:200]
         native = plan.backbone.pretrained_cfg.get("input_size")
-        raise ConfigError(f"{plan.backbone_name} cannot run on {height}x{width} input ({reason}); try its own size{f' (--image-size {native[-1]})' if native else ''}") from error
-    log.info("%s (%s) ready on %s in %.1f s", plan.backbone_name, plan.weights.identity, describe_device(plan.device), time.perf_counter() - started)
+        raise ConfigError(
+            f"{plan.backbone_name} cannot run on {height}x{width} input ({reason}); try its own size{f' (--image-size {native[-1]})' if native else ''}"
+        ) from error
+    log.info(
+        "%s (%s) ready on %s in %.1f s",
+        plan.backbone_name,
+        plan.weights.identity,
+        describe_device(plan.device),
+        time.perf_counter() - started,
+    )
     return _Engine(model=model, preprocess=preprocess, dim=int(features.shape[1]))
 
 
@@ -471,7 +510,15 @@ def _run(plan: ExtractPlan, engine: _Engine) -> Path:
     return path
 
 
-def _write(plan: ExtractPlan, engine: _Engine, *, path: Path, rows: Mapping[str, tuple[int, int]], attrs: Mapping[str, Any] | None = None, label: str = "") -> Path:
+def _write(
+    plan: ExtractPlan,
+    engine: _Engine,
+    *,
+    path: Path,
+    rows: Mapping[str, tuple[int, int]],
+    attrs: Mapping[str, Any] | None = None,
+    label: str = "",
+) -> Path:
     """Write rows ``[start, stop)`` of each split into the cache file ``path``.
 
     Args:
@@ -500,8 +547,14 @@ def _write(plan: ExtractPlan, engine: _Engine, *, path: Path, rows: Mapping[str,
                     continue
                 split = plan.dataset.splits[name].rows(first, last)
                 start = writer.n_done(name)
-                batches = iter_batches(split, config=plan.data_config, batch_size=batch_size, start=start,
-                                       num_workers=workers, pin_memory=device.type == "cuda")
+                batches = iter_batches(
+                    split,
+                    config=plan.data_config,
+                    batch_size=batch_size,
+                    start=start,
+                    num_workers=workers,
+                    pin_memory=device.type == "cuda",
+                )
                 features = extract_features(model, batches, preprocess=preprocess, precision=plan.precision)
                 with progress(total=len(split), initial=start, desc=f"{plan.backbone_name} {plan.dataset.name} {name}{label}") as bar:
                     row, tick = start, time.perf_counter()
@@ -517,8 +570,10 @@ def _write(plan: ExtractPlan, engine: _Engine, *, path: Path, rows: Mapping[str,
     except WriteError as error:
         partial = partial_path(path)
         if partial.exists():
-            raise WriteError(f"{error}; the rows written so far are kept in {partial.name} and the same command resumes them "
-                             f"(or remove them with `featx cache rm {plan.key}`)") from error
+            raise WriteError(
+                f"{error}; the rows written so far are kept in {partial.name} and the same command resumes them "
+                f"(or remove them with `featx cache rm {plan.key}`)"
+            ) from error
         raise
     except FeatxError:
         # bad input (an unreadable image): the partial rows describe a data set the user
@@ -543,8 +598,10 @@ def _decoding_workers(plan: ExtractPlan) -> int:
     workers = default_workers(plan.device) if requested is None else requested
     has_files = any(split.files is not None for split in plan.dataset.splits.values())
     if workers and has_files and multiprocessing.current_process().daemon:
-        log.warning("decoding image files in-process: this is a daemonic process (a Dask worker), which cannot start "
-                    "DataLoader workers; start the Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False to decode in parallel")
+        log.warning(
+            "decoding image files in-process: this is a daemonic process (a Dask worker), which cannot start "
+            "DataLoader workers; start the Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False to decode in parallel"
+        )
         return 0
     return workers
 
@@ -596,8 +653,15 @@ def extract_shard(
     Raises:
         FeatxError: as :func:`extract`; CacheError when stitching finds a shard unusable.
     """
-    options = {"data_dir": data_dir, "cache_dir": cache_dir, "device": device, "batch_size": batch_size,
-               "num_workers": num_workers, "download": download, "force": force}
+    options = {
+        "data_dir": data_dir,
+        "cache_dir": cache_dir,
+        "device": device,
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "download": download,
+        "force": force,
+    }
     return shard_request(ExtractRequest.build(dataset, config, options, {}), shard, stitch=stitch)
 
 
@@ -623,8 +687,14 @@ def shard_request(request: ExtractRequest, shard: ShardSpec, *, stitch: bool = T
                 _discard(target)
             computed = force or not done()  # finished by the process we waited for?
             if computed:
-                _write(plan, engine, path=target, rows={name: shard.rows(n) for name, n in sizes.items()},
-                       attrs=shard.attrs(sizes), label=f" shard {shard}")
+                _write(
+                    plan,
+                    engine,
+                    path=target,
+                    rows={name: shard.rows(n) for name, n in sizes.items()},
+                    attrs=shard.attrs(sizes),
+                    label=f" shard {shard}",
+                )
                 log.info("wrote %s", target)
     if not computed:
         log.info("shard %s of %s is complete already", shard, final.name)

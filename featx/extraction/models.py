@@ -105,5 +105,3 @@ def _create(backbone: Backbone, kwargs: dict[str, Any]) -> torch.nn.Module:
             raise
     # a model that takes any input size (CNNs): build it without img_size
     return timm.create_model(name, **{k: v for k, v in kwargs.items() if k != "img_size"})
-
-

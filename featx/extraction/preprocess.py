@@ -93,7 +93,9 @@ class DevicePreprocess:
         src_top, dst_top = max(geometry.top, 0), max(-geometry.top, 0)
         src_left, dst_left = max(geometry.left, 0), max(-geometry.left, 0)
         rows, cols = min(height - src_top, out_h - dst_top), min(width - src_left, out_w - dst_left)
-        canvas[..., dst_top : dst_top + rows, dst_left : dst_left + cols] = images[..., src_top : src_top + rows, src_left : src_left + cols]
+        canvas[..., dst_top : dst_top + rows, dst_left : dst_left + cols] = images[
+            ..., src_top : src_top + rows, src_left : src_left + cols
+        ]
         return canvas
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:

@@ -59,8 +59,6 @@ class Weights:
         return self.identity.rsplit(":", 1)[-1] if self.mode == "file" else ""
 
 
-
-
 def resolve_weights(value: str | os.PathLike[str], backbone: Backbone, *, seed: int = 0) -> Weights:
     """Turn ``--weights`` into a :class:`Weights`, hashing a checkpoint file.
 

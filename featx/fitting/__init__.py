@@ -20,18 +20,21 @@ from typing import TYPE_CHECKING
 
 from featx.core.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "fit": "featx.fitting.protocol",
-    "find_existing": "featx.fitting.protocol",
-    "FitConfig": "featx.fitting.config",
-    "pca": "featx.fitting.projection",
-    "PcaConfig": "featx.fitting.projection",
-    "list_classifiers": "featx.fitting.classifiers",
-    "RunRecord": "featx.fitting.records",
-    "load_record": "featx.fitting.records",
-    "load_model": "featx.fitting.records",
-    "iter_records": "featx.fitting.records",
-})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "fit": "featx.fitting.protocol",
+        "find_existing": "featx.fitting.protocol",
+        "FitConfig": "featx.fitting.config",
+        "pca": "featx.fitting.projection",
+        "PcaConfig": "featx.fitting.projection",
+        "list_classifiers": "featx.fitting.classifiers",
+        "RunRecord": "featx.fitting.records",
+        "load_record": "featx.fitting.records",
+        "load_model": "featx.fitting.records",
+        "iter_records": "featx.fitting.records",
+    },
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from featx.fitting.classifiers import list_classifiers

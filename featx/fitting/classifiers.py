@@ -141,7 +141,9 @@ def make_scaler(scale: Scale | str) -> Any:
     return "passthrough"
 
 
-def build_pipeline(spec: ClassifierSpec, *, scale: Scale | str, pca: int | None, seed: int, params: Mapping[str, Any] | None = None) -> Pipeline:
+def build_pipeline(
+    spec: ClassifierSpec, *, scale: Scale | str, pca: int | None, seed: int, params: Mapping[str, Any] | None = None
+) -> Pipeline:
     """The scikit-learn Pipeline of a run: scaling, optional PCA, the estimator.
 
     Args:
@@ -164,6 +166,7 @@ def build_pipeline(spec: ClassifierSpec, *, scale: Scale | str, pca: int | None,
 _C_RULE = ValueRule("float", exclusive_minimum=0.0)
 _C_HELP = "inverse regularisation strength C"
 _DEFAULT_C = (0.0001, 0.001, 0.01, 0.1, 1.0)
+
 
 def _linearsvc(seed: int) -> BaseEstimator:
     from sklearn.svm import LinearSVC
@@ -204,8 +207,12 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
         make_estimator=_knn,
         grid=(
             GridParam("n_neighbors", "--k-grid", ValueRule("int", minimum=1), (1, 3, 5, 7, 11, 15, 21, 31), "number of neighbours k"),
-            GridParam("weights", "--weights", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"),
-            GridParam("metric", "--metric", ValueRule("choice", choices=("euclidean", "cosine", "manhattan")), ("euclidean", "cosine"), "distance"),
+            GridParam(
+                "weights", "--weights", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"
+            ),
+            GridParam(
+                "metric", "--metric", ValueRule("choice", choices=("euclidean", "cosine", "manhattan")), ("euclidean", "cosine"), "distance"
+            ),
         ),
         searcher=search_knn,
     ),

@@ -98,4 +98,3 @@ def check_n_jobs(n_jobs: object) -> int:
     if n_jobs == 0:
         raise ConfigError("must not be 0; use a positive count or -1 for all cores", field="n_jobs")
     return n_jobs
-

@@ -20,13 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
 from featx.core.errors import ConfigError
 
-GridValue = Union[float, int, str]
+GridValue = float | int | str
 ValueKind = Literal["float", "int", "choice"]
 
 MAX_GRID_SIZE = 1000
@@ -144,7 +144,7 @@ def parse_float_grid(spec: str, *, field: str = "grid.C", rule: ValueRule = Valu
                 values.append(float(item))
             except ValueError:
                 raise _error(field, spec, f"{item!r} is not a number", rule) from None
-    return _finish_numbers(values, field, spec, rule)  # type: ignore[return-value]
+    return tuple(float(v) for v in _finish_numbers(values, field, spec, rule))
 
 
 def parse_int_grid(spec: str, *, field: str = "grid.n_neighbors", rule: ValueRule = ValueRule("int", minimum=1)) -> tuple[int, ...]:
@@ -205,10 +205,11 @@ def normalize_values(values: str | Sequence[object], *, field: str, rule: ValueR
         return parse_choice_grid(spec, field=field, rule=rule)
     converted: list[float] = []
     for value in items:
-        is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-        if not is_number or (rule.kind == "int" and float(value) != int(value)):  # type: ignore[arg-type]
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
             raise _error(field, spec, f"{value!r} is not a {'whole number' if rule.kind == 'int' else 'number'}", rule)
-        converted.append(float(value))  # type: ignore[arg-type]
+        if rule.kind == "int" and float(value) != int(value):
+            raise _error(field, spec, f"{value!r} is not a whole number", rule)
+        converted.append(float(value))
     return _finish_numbers(converted, field, spec, rule)
 
 

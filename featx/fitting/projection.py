@@ -17,16 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Annotated, Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
 
 from featx.cache.reader import open_features, read_split, resolve_features
 from featx.core import figures, paths
 from featx.core.atomic import atomic_write_bytes, atomic_write_text
-from featx.core.errors import ConfigError, FitError
+from featx.core.errors import FitError
 from featx.core.hashing import jsonable
 from featx.core.paths import safe_name
 from featx.core.schema import Config, PositiveInt, Seed, prepare
@@ -79,7 +79,7 @@ def balanced_sample(y: np.ndarray, per_class: int, *, seed: int) -> np.ndarray:
 def components_needed(ratio: np.ndarray, fraction: float) -> int:
     """Smallest number of leading components whose explained variance reaches ``fraction``."""
     cumulative = np.cumsum(ratio)
-    return int(min(np.searchsorted(cumulative, fraction - 1e-12) + 1, len(ratio)))
+    return min(int(np.searchsorted(cumulative, fraction - 1e-12)) + 1, len(ratio))
 
 
 class PcaConfig(Config):
@@ -165,7 +165,10 @@ def pca(
     components_for = {f"{round(f * 100)}%": components_needed(ratio, f) for f in VARIANCE_MARKS}
 
     title = f"{backbone} ({data_set}, {X.shape[1]}-d, scale {Scale(scale).value})"
-    scatter = atomic_write_bytes(folder / f"{stem}__scatter.png", _scatter_png(points, y_test[sample], class_names, ratio, f"{title}\ntest split, up to {per_class} points per class"))
+    scatter = atomic_write_bytes(
+        folder / f"{stem}__scatter.png",
+        _scatter_png(points, y_test[sample], class_names, ratio, f"{title}\ntest split, up to {per_class} points per class"),
+    )
     variance = atomic_write_bytes(folder / f"{stem}__variance.png", _variance_png(ratio, components_for, title))
     summary = {
         "features": {"path": str(path), "key": info.key, "backbone": backbone, "dataset": data_set},
@@ -173,7 +176,7 @@ def pca(
         "n_train": int(X.shape[0]),
         "feature_dim": int(X.shape[1]),
         "sample_per_class": per_class,
-        "sample_size": int(len(sample)),
+        "sample_size": len(sample),
         "seed": seed,
         "explained_variance_ratio": ratio.tolist(),
         "components_for": components_for,
@@ -182,7 +185,7 @@ def pca(
     }
     summary_path = atomic_write_text(folder / f"{stem}.json", json.dumps(jsonable(summary), indent=2) + "\n")
     log.info("PCA of %s: %s components hold 90%% of the variance; plots in %s", path.name, components_for["90%"], folder)
-    return PcaResult(scatter, variance, summary_path, ratio, components_for, int(len(sample)))
+    return PcaResult(scatter, variance, summary_path, ratio, components_for, len(sample))
 
 
 def pca_stem(backbone: str, key: str, scale: Scale | str) -> str:
@@ -209,8 +212,15 @@ def existing_pca(summary_json: Path, *, key: str, per_class: int | None = None, 
         matches = summary["features"]["key"] == key and per_class in (None, summary["sample_per_class"]) and seed in (None, summary["seed"])
         if not (matches and scatter.is_file() and variance.is_file()):
             return None
-        return PcaResult(scatter, variance, summary_json, np.asarray(summary["explained_variance_ratio"], dtype=np.float64),
-                         dict(summary["components_for"]), int(summary["sample_size"]), reused=True)
+        return PcaResult(
+            scatter,
+            variance,
+            summary_json,
+            np.asarray(summary["explained_variance_ratio"], dtype=np.float64),
+            dict(summary["components_for"]),
+            int(summary["sample_size"]),
+            reused=True,
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -231,8 +241,14 @@ def _scatter_png(points: np.ndarray, labels: np.ndarray, class_names: list[str],
     axes.set_ylabel(f"PC 2 ({ratio[1]:.1%} of variance)" if len(ratio) > 1 else "PC 2")
     axes.set_title(title)
     if len(present) <= 30:
-        axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", markerscale=2, frameon=False,
-                    ncols=1 if len(present) <= 15 else 2)
+        axes.legend(
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            fontsize="small",
+            markerscale=2,
+            frameon=False,
+            ncols=1 if len(present) <= 15 else 2,
+        )
     return figures.png_bytes(figure)
 
 

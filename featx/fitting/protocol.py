@@ -19,9 +19,9 @@ import os
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -29,15 +29,24 @@ from threadpoolctl import threadpool_limits
 from featx._version import __version__
 from featx.cache.reader import CacheInfo, open_features, read_split, resolve_features
 from featx.core.console import progress
-from featx.core.errors import ConfigError, FitError
+from featx.core.errors import FitError
 from featx.core.hashing import jsonable
-from featx.fitting.classifiers import ClassifierSpec, Scale, build_pipeline, get_classifier
-from featx.fitting.grids import GridValue, format_point
-from featx.fitting.metrics import ClassificationScores, classification_scores, top_k_accuracy
-from featx.fitting.records import ClassScore, FeatureSource, GridPointScore, RunRecord, existing_record, run_key, run_stem, save_run, source_names
+from featx.fitting.classifiers import Scale, build_pipeline
 from featx.fitting.config import FitConfig, check_n_jobs
+from featx.fitting.grids import format_point
+from featx.fitting.metrics import ClassificationScores, classification_scores, top_k_accuracy
+from featx.fitting.records import (
+    ClassScore,
+    FeatureSource,
+    GridPointScore,
+    RunRecord,
+    existing_record,
+    run_key,
+    run_stem,
+    save_run,
+    source_names,
+)
 from featx.fitting.search import best_index, collect_warnings, cross_validate_grid, fold_workers, grid_points, stratified_folds
-
 
 log = logging.getLogger(__name__)
 
@@ -161,15 +170,21 @@ def fit(
     _check_data(config, data)
     log.info(
         "%s on %s: %d train / %d test rows, %d features, %d classes",
-        config.clf, plan.features_path.name, len(data.y), len(data.y_test), data.X.shape[1], len(data.class_names),
+        config.clf,
+        plan.features_path.name,
+        len(data.y),
+        len(data.y_test),
+        data.X.shape[1],
+        len(data.class_names),
     )
     search = _cross_validate(config, data, n_jobs=n_jobs)
     model, test = _refit_and_test(config, search.best_params, data.X, data.y, data.X_test, data.y_test, len(data.class_names))
     log.info("test accuracy %.4f (refit %.1f s, predict %.2f s)", test.scores.accuracy, test.fit_seconds, test.predict_seconds)
     for message in dict.fromkeys(search.warnings + test.warnings):
         log.warning("%s", message)
-    record = _record(config, plan, data, search, test, model, total_seconds=time.perf_counter() - started, n_jobs=n_jobs,
-                     environment=environment)
+    record = _record(
+        config, plan, data, search, test, model, total_seconds=time.perf_counter() - started, n_jobs=n_jobs, environment=environment
+    )
     if save:
         record = save_run(record, model, reports_dir)
         log.info("record: %s", record.path(reports_dir))
@@ -261,8 +276,8 @@ def _check_fold_sizes(config: FitConfig, folds: Sequence[tuple[np.ndarray, np.nd
     smallest = min(len(train) for train, _ in folds)
     if config.pca is not None and config.pca > smallest:
         raise FitError(f"--pca {config.pca} asks for more components than the {smallest} training rows of a CV fold")
-    k_max = max(config.resolved_grid.get("n_neighbors", (0,)), default=0)
-    if int(k_max) > smallest:  # type: ignore[call-overload]
+    k_max = max((int(k) for k in config.grid.get("n_neighbors", ())), default=0)
+    if k_max > smallest:
         raise FitError(f"k={k_max} neighbours is more than the {smallest} training rows of a CV fold; lower --k-grid")
 
 
@@ -276,8 +291,9 @@ def _cross_validate(config: FitConfig, data: _Data, *, n_jobs: int) -> _Search:
     start = time.perf_counter()
     with progress(total=len(folds), desc=f"{config.clf} cv", unit="fold") as bar:
         try:
-            results = cross_validate_grid(pipeline, config.spec.searcher, data.X, data.y, points, folds, n_jobs=n_jobs,
-                                          on_fold=lambda _: bar.update(1))
+            results = cross_validate_grid(
+                pipeline, config.spec.searcher, data.X, data.y, points, folds, n_jobs=n_jobs, on_fold=lambda _: bar.update(1)
+            )
         except (ValueError, np.linalg.LinAlgError) as error:
             raise FitError(f"{config.clf} failed during cross-validation: {error}") from error
     search = _Search(
@@ -287,12 +303,19 @@ def _cross_validate(config: FitConfig, data: _Data, *, n_jobs: int) -> _Search:
         warnings=[message for r in results for message in r.warnings],
     )
     best = search.best
-    log.info("best %s: CV accuracy %.4f +/- %.4f (search %.1f s)", format_point(search.best_params), search.means[best], search.stds[best], search.seconds)
+    log.info(
+        "best %s: CV accuracy %.4f +/- %.4f (search %.1f s)",
+        format_point(search.best_params),
+        search.means[best],
+        search.stds[best],
+        search.seconds,
+    )
     return search
 
 
-def _refit_and_test(config: FitConfig, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-                    n_classes: int) -> tuple[Any, _Test]:
+def _refit_and_test(
+    config: FitConfig, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, n_classes: int
+) -> tuple[Any, _Test]:
     """Refit the chosen point on the whole train split with the genuine estimator; score the test split once.
 
     Pure: arrays in, model and scores out.
@@ -313,8 +336,18 @@ def _refit_and_test(config: FitConfig, params: Mapping[str, Any], X: np.ndarray,
     return model, _Test(test, top5, fit_seconds, predict_seconds, messages)
 
 
-def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test: _Test, model: Any, *, total_seconds: float,
-            n_jobs: int, environment: Mapping[str, Any] | None) -> RunRecord:
+def _record(
+    config: FitConfig,
+    plan: RunPlan,
+    data: _Data,
+    search: _Search,
+    test: _Test,
+    model: Any,
+    *,
+    total_seconds: float,
+    n_jobs: int,
+    environment: Mapping[str, Any] | None,
+) -> RunRecord:
     means, stds, ranks, scores = search.means, search.stds, _ranks(search.means), test.scores
     return RunRecord(
         run_key=plan.key,
@@ -332,7 +365,13 @@ def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test
         seed=config.seed,
         grid={name: list(values) for name, values in config.resolved_grid.items()},
         cv_results=[
-            GridPointScore(params=jsonable(point), mean=float(means[i]), std=float(stds[i]), fold_scores=[float(s) for s in search.fold_scores[i]], rank=int(ranks[i]))
+            GridPointScore(
+                params=jsonable(point),
+                mean=float(means[i]),
+                std=float(stds[i]),
+                fold_scores=[float(s) for s in search.fold_scores[i]],
+                rank=int(ranks[i]),
+            )
             for i, point in enumerate(search.points)
         ],
         best_params=jsonable(search.best_params),
@@ -342,7 +381,14 @@ def _record(config: FitConfig, plan: RunPlan, data: _Data, search: _Search, test
         top5_accuracy=test.top5,
         macro_f1=scores.macro_f1,
         per_class=[
-            ClassScore(index=i, name=name, precision=float(scores.precision[i]), recall=float(scores.recall[i]), f1=float(scores.f1[i]), support=int(scores.support[i]))
+            ClassScore(
+                index=i,
+                name=name,
+                precision=float(scores.precision[i]),
+                recall=float(scores.recall[i]),
+                f1=float(scores.f1[i]),
+                support=int(scores.support[i]),
+            )
             for i, name in enumerate(data.class_names)
         ],
         confusion_matrix=scores.confusion.astype(int).tolist(),

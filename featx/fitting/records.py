@@ -181,7 +181,9 @@ class RunRecord:
         """
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise ReportError(f"run record has schema version {version}, this featx reads version {SCHEMA_VERSION}; fit again to refresh it")
+            raise ReportError(
+                f"run record has schema version {version}, this featx reads version {SCHEMA_VERSION}; fit again to refresh it"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         missing = sorted(n for n in names if n not in data and _required(cls, n))
         unknown = sorted(set(data) - names)
@@ -276,7 +278,9 @@ def load_model(record: RunRecord | str | os.PathLike[str], reports_dir: str | os
         raise ReportError(f"model file not found: {model_path}")
     problem = model_problem(record, model_path)
     if problem:
-        raise ReportError(f"{problem}; featx will not unpickle it (a joblib file runs code when loaded): fit again to write a model featx can vouch for")
+        raise ReportError(
+            f"{problem}; featx will not unpickle it (a joblib file runs code when loaded): fit again to write a model featx can vouch for"
+        )
     return joblib.load(model_path)
 
 

@@ -86,7 +86,9 @@ def _group(points: Sequence[Point], path_params: Sequence[str]) -> dict[tuple[tu
 # --------------------------------------------------------------------------- searchers
 
 
-def search_each(estimator: BaseEstimator, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, points: Sequence[Point]) -> np.ndarray:
+def search_each(
+    estimator: BaseEstimator, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, points: Sequence[Point]
+) -> np.ndarray:
     """One fit per grid point (shares only the fold's transformed data).
 
     Returns:
@@ -146,7 +148,9 @@ def neighbour_vote(neighbour_labels: np.ndarray, weights: np.ndarray, n_classes:
     return np.argmax(votes, axis=1)
 
 
-def search_knn(estimator: BaseEstimator, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, points: Sequence[Point]) -> np.ndarray:
+def search_knn(
+    estimator: BaseEstimator, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, points: Sequence[Point]
+) -> np.ndarray:
     """k-NN: one neighbour search at the largest k per metric serves every k and weighting.
 
     Args:
@@ -178,7 +182,9 @@ def search_knn(estimator: BaseEstimator, X_train: np.ndarray, y_train: np.ndarra
 _L2SVM_OBJECTIVE = {"penalty": "l2", "loss": "squared_hinge", "multi_class": "ovr", "class_weight": None}
 
 
-def search_linearsvc_path(estimator: BaseEstimator, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, points: Sequence[Point]) -> np.ndarray:
+def search_linearsvc_path(
+    estimator: BaseEstimator, X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray, points: Sequence[Point]
+) -> np.ndarray:
     """LinearSVC: the exact optimum of its objective for every C, by warm-started Newton steps.
 
     Points whose parameters change the objective to one :mod:`featx.fitting.solvers.l2svm` does not solve
@@ -264,7 +270,9 @@ def collect_warnings() -> Iterator[list[str]]:
     messages.extend(dict.fromkeys(lines))
 
 
-def score_fold(index: int, pipeline: Pipeline, searcher: Searcher, X: np.ndarray, y: np.ndarray, fold: Fold, points: Sequence[Point]) -> FoldResult:
+def score_fold(
+    index: int, pipeline: Pipeline, searcher: Searcher, X: np.ndarray, y: np.ndarray, fold: Fold, points: Sequence[Point]
+) -> FoldResult:
     """Score every grid point on one fold (runs in a joblib worker)."""
     from threadpoolctl import threadpool_limits
 
@@ -275,7 +283,9 @@ def score_fold(index: int, pipeline: Pipeline, searcher: Searcher, X: np.ndarray
         prefix = pipeline[:-1] if len(pipeline.steps) > 1 else None
         X_train, X_val = transform_fold(prefix, X, y, fold)
         scores = searcher(pipeline.steps[-1][1], X_train, y[fold[0]], X_val, y[fold[1]], points)
-    return FoldResult(index=index, scores=np.asarray(scores, dtype=np.float64), seconds=time.perf_counter() - start, warnings=tuple(messages))
+    return FoldResult(
+        index=index, scores=np.asarray(scores, dtype=np.float64), seconds=time.perf_counter() - start, warnings=tuple(messages)
+    )
 
 
 def cross_validate_grid(

@@ -20,10 +20,13 @@ from typing import TYPE_CHECKING
 
 from featx.core.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "report": "featx.reporting.render",
-    "ReportFiles": "featx.reporting.render",
-})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "report": "featx.reporting.render",
+        "ReportFiles": "featx.reporting.render",
+    },
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from featx.reporting.render import ReportFiles, report

@@ -81,19 +81,21 @@ def select_runs(records: Iterable[RunRecord]) -> Selection:
     accuracy, best first; columns in the classifier registry's order.
     """
     order = {name: i for i, name in enumerate(CLASSIFIERS)}
-    frame = pd.DataFrame([
-        {
-            "group": test_set_key(r),
-            "features_key": r.features.key,
-            "column": classifier_label(r.clf, r.scale, r.pca),
-            "column_order": (order.get(r.clf, len(order)), r.scale != CLASSIC_SCALE, r.pca or 0),
-            "created": r.created,
-            "test_accuracy": r.test_accuracy,
-            "run_key": r.run_key,
-            "record": r,
-        }
-        for r in records
-    ])
+    frame = pd.DataFrame(
+        [
+            {
+                "group": test_set_key(r),
+                "features_key": r.features.key,
+                "column": classifier_label(r.clf, r.scale, r.pca),
+                "column_order": (order.get(r.clf, len(order)), r.scale != CLASSIC_SCALE, r.pca or 0),
+                "created": r.created,
+                "test_accuracy": r.test_accuracy,
+                "run_key": r.run_key,
+                "record": r,
+            }
+            for r in records
+        ]
+    )
     frame = frame.sort_values("created", kind="stable")
     cells = ["group", "features_key", "column"]
     counts = frame.groupby(cells, sort=False)["run_key"].transform("size")
@@ -102,7 +104,8 @@ def select_runs(records: Iterable[RunRecord]) -> Selection:
     group_order = {g: i for i, g in enumerate(dict.fromkeys(frame["group"]))}
     row_best = frame.groupby(["group", "features_key"])["test_accuracy"].transform("max")
     frame = frame.assign(group_order=frame["group"].map(group_order), row_best=row_best).sort_values(
-        ["group_order", "row_best", "features_key", "column_order"], ascending=[True, False, True, True], kind="stable")
+        ["group_order", "row_best", "features_key", "column_order"], ascending=[True, False, True, True], kind="stable"
+    )
     return Selection(frame.reset_index(drop=True), superseded)
 
 
@@ -113,27 +116,29 @@ def comparison_frame(selection: Selection) -> pd.DataFrame:
         labels = row_labels(group)
         for record in group["record"]:
             f = record.features
-            rows.append({
-                "dataset": f.dataset,
-                "n_train": f.n_train,
-                "n_test": f.n_test,
-                "backbone": labels[f.key],
-                "weights": weights_text(f.attrs),
-                "random_weights": weights_kind(f.attrs) == "random",
-                "classifier": classifier_label(record.clf, record.scale, record.pca),
-                "test_accuracy": record.test_accuracy,
-                "cv_mean": record.cv_best_score,
-                "cv_std": record.cv_best_std,
-                "best_params": format_point(record.best_params),
-                "top5_accuracy": record.top5_accuracy,
-                "macro_f1": record.macro_f1,
-                "feature_dim": f.feature_dim,
-                "input_size": size_text(f.attrs),
-                "features_key": f.key,
-                "run_key": record.run_key,
-                "record_file": record.record_file,
-                "created": record.created,
-            })
+            rows.append(
+                {
+                    "dataset": f.dataset,
+                    "n_train": f.n_train,
+                    "n_test": f.n_test,
+                    "backbone": labels[f.key],
+                    "weights": weights_text(f.attrs),
+                    "random_weights": weights_kind(f.attrs) == "random",
+                    "classifier": classifier_label(record.clf, record.scale, record.pca),
+                    "test_accuracy": record.test_accuracy,
+                    "cv_mean": record.cv_best_score,
+                    "cv_std": record.cv_best_std,
+                    "best_params": format_point(record.best_params),
+                    "top5_accuracy": record.top5_accuracy,
+                    "macro_f1": record.macro_f1,
+                    "feature_dim": f.feature_dim,
+                    "input_size": size_text(f.attrs),
+                    "features_key": f.key,
+                    "run_key": record.run_key,
+                    "record_file": record.record_file,
+                    "created": record.created,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -171,16 +176,18 @@ def extraction_frame(records: Sequence[RunRecord], labels: Mapping[str, str]) ->
         a, train = f.attrs, f.splits.get("train", {})
         seconds = sum(float(s.get("seconds") or 0) for s in f.splits.values())
         rate = train.get("images_per_second")
-        rows.append({
-            "backbone": labels[key],
-            "weights": weights_text(a),
-            "input": input_text(a),
-            "precision": str(a.get("precision", "-")),
-            "dims": f"{f.feature_dim:,}",
-            "images/s (train)": f"{float(rate):,.0f}" if rate else "-",
-            "device": str(train.get("device") or "-"),
-            "extraction time": f"{seconds:,.1f} s" if seconds else "-",
-        })
+        rows.append(
+            {
+                "backbone": labels[key],
+                "weights": weights_text(a),
+                "input": input_text(a),
+                "precision": str(a.get("precision", "-")),
+                "dims": f"{f.feature_dim:,}",
+                "images/s (train)": f"{float(rate):,.0f}" if rate else "-",
+                "device": str(train.get("device") or "-"),
+                "extraction time": f"{seconds:,.1f} s" if seconds else "-",
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -62,7 +62,9 @@ def grid_curve_png(
         positions = np.arange(len(points))
         colours = ["tab:orange" if dict(p) == dict(best) else "tab:blue" for p in points]
         ax.bar(positions, means_a, yerr=stds_a, color=colours, capsize=3)
-        ax.set_xticks(positions, labels, rotation=30 if len(points) > 3 else 0, ha="right" if len(points) > 3 else "center", fontsize="small")
+        ax.set_xticks(
+            positions, labels, rotation=30 if len(points) > 3 else 0, ha="right" if len(points) > 3 else "center", fontsize="small"
+        )
         _accuracy_limits(ax, means_a, stds_a)
     else:
         others = [name for name in grid if name != axis and len(grid[name]) > 1]
@@ -80,8 +82,18 @@ def grid_curve_png(
             ax.set_xticks(values, [format_value(v) for v in grid[axis]])
             ax.minorticks_off()
         best_index = next(i for i, p in enumerate(points) if dict(p) == dict(best))
-        ax.plot([points[best_index][axis]], [means_a[best_index]], marker="*", markersize=16, color="gold",
-                markeredgecolor="black", markeredgewidth=0.8, linestyle="none", zorder=5, label=f"best: {format_point(best, short=True)}")
+        ax.plot(
+            [points[best_index][axis]],
+            [means_a[best_index]],
+            marker="*",
+            markersize=16,
+            color="gold",
+            markeredgecolor="black",
+            markeredgewidth=0.8,
+            linestyle="none",
+            zorder=5,
+            label=f"best: {format_point(best, short=True)}",
+        )
         ax.set_xlabel({"C": "C (inverse regularisation strength)", "n_neighbors": "k (neighbours)"}.get(axis, axis))
         fig.legend(loc="outside lower center", fontsize="x-small", frameon=False, ncols=2 if len(series) > 1 else 1)
         _accuracy_limits(ax, means_a, stds_a)
@@ -126,6 +138,13 @@ def confusion_png(matrix: Sequence[Sequence[int]], class_names: Sequence[str], *
     if n <= 20:
         for (row, col), count in np.ndenumerate(counts):
             if count:
-                ax.text(col, row, str(count), ha="center", va="center", fontsize="x-small" if n > 10 else "small",
-                        color="white" if shares[row, col] > 0.55 else "black")
+                ax.text(
+                    col,
+                    row,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize="x-small" if n > 10 else "small",
+                    color="white" if shares[row, col] > 0.55 else "black",
+                )
     return png_bytes(fig)

@@ -58,7 +58,7 @@ def extract_command(attrs: Mapping[str, Any], backbone: str) -> str:
         parts += ["--precision", str(attrs["precision"])]
     if attrs.get("limit") not in (None, ""):
         parts += ["--limit", str(attrs["limit"])]
-    identity = attrs.get("dataset_identity") if isinstance(attrs.get("dataset_identity"), Mapping) else {}
+    identity: Mapping[str, Any] = attrs["dataset_identity"] if isinstance(attrs.get("dataset_identity"), Mapping) else {}
     if identity.get("test_fraction") not in (None, 0.2):
         parts += ["--test-fraction", format_value(identity["test_fraction"])]
     if attrs.get("seed") not in (None, "", 0):
@@ -119,8 +119,15 @@ def read_manifests(root: Path) -> list[Manifest]:
             tasks = data.get("tasks", [])
             statuses = pd.Series([t.get("status") for t in tasks], dtype=object).value_counts()
             counts = ", ".join(f"{n} {status}" for status, n in statuses.items())
-            found.append(Manifest(str(data["name"]), str(data["command"]), str(data.get("finished", "")),
-                                  str(data.get("description") or ""), f"{len(tasks)} tasks: {counts}" if tasks else ""))
+            found.append(
+                Manifest(
+                    str(data["name"]),
+                    str(data["command"]),
+                    str(data.get("finished", "")),
+                    str(data.get("description") or ""),
+                    f"{len(tasks)} tasks: {counts}" if tasks else "",
+                )
+            )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             log.warning("skipping pipeline manifest %s: %s", path, error)
     return sorted(found, key=lambda m: m.finished, reverse=True)

@@ -92,9 +92,7 @@ def report(
     root = paths.reports_dir(reports_dir)
     records = list(iter_records(root))
     if not records:
-        raise ReportError(
-            f"no run records under {root / RUNS_DIR}; run `featx fit` (or `featx run PIPELINE.yaml`, or `featx demo`) first"
-        )
+        raise ReportError(f"no run records under {root / RUNS_DIR}; run `featx fit` (or `featx run PIPELINE.yaml`, or `featx demo`) first")
     html_path = Path(out).expanduser() if out is not None else root / REPORT_FILE
     selection = select_runs(records)
     tables = [table_view(frame, selection, root, pca=pca) for _, frame in selection.frame.groupby("group", sort=False)]
@@ -136,8 +134,13 @@ def render(context: Mapping[str, Any]) -> str:
     """The page from the Jinja2 template (autoescaped: record text never becomes markup)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    env = Environment(loader=PackageLoader("featx.reporting", "templates"), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("featx.reporting", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["pct"] = pct
     env.filters["pp"] = pp
     return env.get_template(TEMPLATE).render(**context)
@@ -145,6 +148,7 @@ def render(context: Mapping[str, Any]) -> str:
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A pipe table of a frame of strings (``|`` in cells escaped), index dropped."""
+
     def cell(value: Any) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -156,8 +160,10 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def comparison_markdown(tables: Sequence[TableView], *, generated: str) -> str:
     """The comparison tables as Markdown: test accuracy (best in bold), CV mean ± std, best params."""
-    parts = [f"# featx comparison\n\nTest accuracy, then CV accuracy (mean ± std over the folds) and the chosen parameters. "
-             f"Generated {generated} by featx {__version__}.\n"]
+    parts = [
+        f"# featx comparison\n\nTest accuracy, then CV accuracy (mean ± std over the folds) and the chosen parameters. "
+        f"Generated {generated} by featx {__version__}.\n"
+    ]
     for table in tables:
         data = {"backbone": [row.label + (" ⚠ RANDOM WEIGHTS" if row.random else "") for row in table.rows]}
         for index, column in enumerate(table.columns):
@@ -172,6 +178,8 @@ def comparison_markdown(tables: Sequence[TableView], *, generated: str) -> str:
             data[column] = values
         parts.append(f"## {table.title}\n\n{table.subtitle}\n\n{markdown_table(pd.DataFrame(data))}\n\n{table.best}\n")
         if table.n_random:
-            parts.append("⚠ Rows marked RANDOM WEIGHTS used randomly initialised backbones, not pretrained ones: "
-                         "their numbers show the pipeline working, not what pretrained features can do.\n")
+            parts.append(
+                "⚠ Rows marked RANDOM WEIGHTS used randomly initialised backbones, not pretrained ones: "
+                "their numbers show the pipeline working, not what pretrained features can do.\n"
+            )
     return "\n".join(parts)

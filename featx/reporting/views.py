@@ -141,16 +141,22 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
         source = next(r.features for r in records if r.features.key == key)
         cells = []
         for record in line:
-            cells.append(None if not isinstance(record, RunRecord) else Cell(
-                test=record.test_accuracy,
-                cv_mean=record.cv_best_score,
-                cv_std=record.cv_best_std,
-                params=format_point(record.best_params, short=True),
-                anchor=anchor("run", record.run_key),
-                best=record.test_accuracy == best_value,
-                flags=tuple(run_flags(record)),
-            ))
-        rows.append(Row(labels[key], anchor("features", key), weights_text(source.attrs), weights_kind(source.attrs) == "random", tuple(cells)))
+            cells.append(
+                None
+                if not isinstance(record, RunRecord)
+                else Cell(
+                    test=record.test_accuracy,
+                    cv_mean=record.cv_best_score,
+                    cv_std=record.cv_best_std,
+                    params=format_point(record.best_params, short=True),
+                    anchor=anchor("run", record.run_key),
+                    best=record.test_accuracy == best_value,
+                    flags=tuple(run_flags(record)),
+                )
+            )
+        rows.append(
+            Row(labels[key], anchor("features", key), weights_text(source.attrs), weights_kind(source.attrs) == "random", tuple(cells))
+        )
     winners = [f"{labels[r.features.key]} + {classifier_label(r.clf, r.scale, r.pca)}" for r in records if r.test_accuracy == best_value]
     best = f"Best: {' and '.join(winners)}, {pct(best_value)} test accuracy."
     features = []
@@ -210,7 +216,10 @@ def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, r
     a = f.attrs
     random = weights_kind(a) == "random"
     facts = [
-        ("backbone", f"{f.backbone} (timm {a.get('architecture', f.backbone)}{', tag ' + str(a['pretrained_tag']) if a.get('pretrained_tag') and not random else ''})"),
+        (
+            "backbone",
+            f"{f.backbone} (timm {a.get('architecture', f.backbone)}{', tag ' + str(a['pretrained_tag']) if a.get('pretrained_tag') and not random else ''})",
+        ),
         ("weights", weights_text(a)),
         ("input", input_text(a)),
         ("mean / std", f"{triple_text(a.get('mean'))} / {triple_text(a.get('std'))}"),
@@ -219,7 +228,12 @@ def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, r
     ]
     for name, split in f.splits.items():
         rate = split.get("images_per_second")
-        facts.append((f"{name} split", f"{float(split.get('seconds') or 0):,.1f} s, {float(rate or 0):,.0f} images/s on {split.get('device') or '-'}"))
+        facts.append(
+            (
+                f"{name} split",
+                f"{float(split.get('seconds') or 0):,.1f} s, {float(rate or 0):,.0f} images/s on {split.get('device') or '-'}",
+            )
+        )
     facts += [
         ("versions", f"timm {a.get('timm_version', '?')}, torch {a.get('torch_version', '?')}, featx {a.get('featx_version', '?')}"),
         ("created", str(a.get("created", "-"))),
@@ -264,26 +278,42 @@ def _run_view(record: RunRecord, label: str, selection: Selection) -> RunView:
     column = classifier_label(record.clf, record.scale, record.pca)
     points = [p.params for p in record.cv_results]
     curve = plots.grid_curve_png(
-        points, [p.mean for p in record.cv_results], [p.std for p in record.cv_results],
-        grid=record.grid, best=record.best_params, title=f"{column} on {label}: {record.cv}-fold CV",
+        points,
+        [p.mean for p in record.cv_results],
+        [p.std for p in record.cv_results],
+        grid=record.grid,
+        best=record.best_params,
+        title=f"{column} on {label}: {record.cv}-fold CV",
     )
-    confusion = plots.confusion_png(record.confusion_matrix, record.class_names,
-                                    title=f"{column} on {label}: test accuracy {pct(record.test_accuracy)}")
-    per_class = pd.DataFrame({
-        "class": [c.name for c in record.per_class],
-        "precision": [f"{c.precision:.3f}" for c in record.per_class],
-        "recall": [f"{c.recall:.3f}" for c in record.per_class],
-        "F1": [f"{c.f1:.3f}" for c in record.per_class],
-        "support": [f"{c.support:,}" for c in record.per_class],
-    })
+    confusion = plots.confusion_png(
+        record.confusion_matrix, record.class_names, title=f"{column} on {label}: test accuracy {pct(record.test_accuracy)}"
+    )
+    per_class = pd.DataFrame(
+        {
+            "class": [c.name for c in record.per_class],
+            "precision": [f"{c.precision:.3f}" for c in record.per_class],
+            "recall": [f"{c.recall:.3f}" for c in record.per_class],
+            "F1": [f"{c.f1:.3f}" for c in record.per_class],
+            "support": [f"{c.support:,}" for c in record.per_class],
+        }
+    )
     facts = [
-        ("test accuracy", pct(record.test_accuracy)
-         + (f"; top-5 {pct(record.top5_accuracy)}" if record.top5_accuracy is not None else "")
-         + f"; macro F1 {record.macro_f1:.4f}"),
-        ("best point", f"{format_point(record.best_params, short=True)}: CV accuracy {pct(record.cv_best_score)} ± {pp(record.cv_best_std)}"),
+        (
+            "test accuracy",
+            pct(record.test_accuracy)
+            + (f"; top-5 {pct(record.top5_accuracy)}" if record.top5_accuracy is not None else "")
+            + f"; macro F1 {record.macro_f1:.4f}",
+        ),
+        (
+            "best point",
+            f"{format_point(record.best_params, short=True)}: CV accuracy {pct(record.cv_best_score)} ± {pp(record.cv_best_std)}",
+        ),
         ("grid", "; ".join(f"{name}: {format_spec(values)}" for name, values in record.grid.items())),
-        ("protocol", f"{record.cv}-fold stratified CV on the {record.features.n_train:,} train images (seed {record.seed}), "
-                     f"best point refit on all of them, scored once on the {record.features.n_test:,} test images"),
+        (
+            "protocol",
+            f"{record.cv}-fold stratified CV on the {record.features.n_train:,} train images (seed {record.seed}), "
+            f"best point refit on all of them, scored once on the {record.features.n_test:,} test images",
+        ),
         ("pipeline", " → ".join(record.pipeline)),
         ("timings", f"search {record.search_seconds:,.1f} s, refit {record.fit_seconds:,.1f} s, predict {record.predict_seconds:,.2f} s"),
         ("record", f"{record.record_file} ({record.created}, featx {record.featx_version})"),

@@ -16,20 +16,23 @@ from typing import TYPE_CHECKING
 
 from featx.core.lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "load_pipeline": "featx.runner.spec",
-    "parse_pipeline": "featx.runner.spec",
-    "PipelineSpec": "featx.runner.spec",
-    "plan_pipeline": "featx.runner.pipeline",
-    "run_pipeline": "featx.runner.pipeline",
-    "PipelineResult": "featx.runner.pipeline",
-    "Task": "featx.runner.graph",
-    "TaskGraph": "featx.runner.graph",
-    "Outcome": "featx.runner.graph",
-    "run_task": "featx.runner.graph",
-    "execute_serial": "featx.runner.graph",
-    "demo": "featx.runner.demo_run",
-})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "load_pipeline": "featx.runner.spec",
+        "parse_pipeline": "featx.runner.spec",
+        "PipelineSpec": "featx.runner.spec",
+        "plan_pipeline": "featx.runner.pipeline",
+        "run_pipeline": "featx.runner.pipeline",
+        "PipelineResult": "featx.runner.pipeline",
+        "Task": "featx.runner.graph",
+        "TaskGraph": "featx.runner.graph",
+        "Outcome": "featx.runner.graph",
+        "run_task": "featx.runner.graph",
+        "execute_serial": "featx.runner.graph",
+        "demo": "featx.runner.demo_run",
+    },
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from featx.runner.demo_run import demo

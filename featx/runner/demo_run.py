@@ -63,7 +63,9 @@ def choose_weights(spec: PipelineSpec, weights: str = "auto") -> tuple[PipelineS
     for request in spec.backbones:
         config = request.config
         chosen = config.weights
-        if weights == "random" or (weights == "auto" and chosen == "pretrained" and not pretrained_cached(resolve_backbone(config.backbone))):
+        if weights == "random" or (
+            weights == "auto" and chosen == "pretrained" and not pretrained_cached(resolve_backbone(config.backbone))
+        ):
             chosen = "random"
         elif weights == "pretrained":
             chosen = "pretrained"

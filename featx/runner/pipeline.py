@@ -39,7 +39,7 @@ from featx.core.atomic import atomic_write_text
 from featx.core.errors import FeatxError
 from featx.core.paths import safe_name
 from featx.extraction.config import ExtractRequest
-from featx.fitting.classifiers import Scale, classifier_label
+from featx.fitting.classifiers import classifier_label
 from featx.fitting.config import FitConfig
 from featx.fitting.projection import PcaConfig
 from featx.fitting.records import RunRecord
@@ -62,8 +62,16 @@ def extract_task(request: ExtractRequest) -> TaskValue:
     return TaskValue(path, cached)
 
 
-def fit_task(config: FitConfig, n_jobs: int, force: bool, cache_dir: str, reports_dir: str, features: Path, *,
-             environment: Mapping[str, Any] | None = None) -> TaskValue:
+def fit_task(
+    config: FitConfig,
+    n_jobs: int,
+    force: bool,
+    cache_dir: str,
+    reports_dir: str,
+    features: Path,
+    *,
+    environment: Mapping[str, Any] | None = None,
+) -> TaskValue:
     """Fit one classifier on one feature file, or return its up-to-date record; the value
     is the record. ``environment`` goes into the record (an executor says where it ran)."""
     from featx.fitting.protocol import find_existing, fit
@@ -119,12 +127,28 @@ def plan_pipeline(
         tasks.append(Task(extract_key, "extract", extract_task, (request,), label=f"extract {name} ({spec.dataset})"))
         for fit_config in spec.classifiers:
             column = _classifier_key(fit_config)
-            tasks.append(Task(f"fit:{name}:{column}", "fit", fit_task, (fit_config, spec.n_jobs, force, cache, reports), (extract_key,),
-                              label=f"fit {column} on {name}"))
+            tasks.append(
+                Task(
+                    f"fit:{name}:{column}",
+                    "fit",
+                    fit_task,
+                    (fit_config, spec.n_jobs, force, cache, reports),
+                    (extract_key,),
+                    label=f"fit {column} on {name}",
+                )
+            )
         if spec.pca is not None:
             for scale in spec.scales:
-                tasks.append(Task(f"pca:{name}:{scale.value}", "pca", pca_task, (spec.pca.replace(scale=scale), force, cache, reports),
-                                  (extract_key,), label=f"PCA of {name} (scale {scale.value})"))
+                tasks.append(
+                    Task(
+                        f"pca:{name}:{scale.value}",
+                        "pca",
+                        pca_task,
+                        (spec.pca.replace(scale=scale), force, cache, reports),
+                        (extract_key,),
+                        label=f"PCA of {name} (scale {scale.value})",
+                    )
+                )
     return TaskGraph(tuple(tasks))
 
 
@@ -196,7 +220,7 @@ class PipelineResult:
         for index, request in enumerate(self.spec.backbones):
             name = _backbone_key(self.spec, index)
             random = request.config.weights == "random"
-            cells = []
+            cells: list[str] = []
             for column in columns:
                 outcome = self.outcomes.get(f"fit:{name}:{column}")
                 if outcome is None or not outcome.ok:
@@ -208,7 +232,9 @@ class PipelineResult:
         lines = [f"{self.spec.name}: test accuracy on {self.spec.dataset} (* best)", "", format_table(rows, ["backbone", *columns]), ""]
         names = {"extract": "extractions", "fit": "fits", "pca": "PCA plots"}
         counts = self.counts()
-        parts = [f"{names[kind]}: " + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) for kind, statuses in counts.items()]
+        parts = [
+            f"{names[kind]}: " + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) for kind, statuses in counts.items()
+        ]
         lines.append("; ".join(parts) + f" ({self.seconds:.1f} s)")
         for outcome in self.failures:
             lines.append(f"{outcome.status.upper()}: {self.graph[outcome.key].label}: {outcome.error}")
@@ -305,8 +331,14 @@ def write_manifest(
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "spec": spec.to_dict(),
         "tasks": [
-            {"key": t.key, "kind": t.kind, "status": outcomes[t.key].status, "seconds": round(outcomes[t.key].seconds, 3),
-             "error": outcomes[t.key].error or None, "product": product(outcomes[t.key])}
+            {
+                "key": t.key,
+                "kind": t.kind,
+                "status": outcomes[t.key].status,
+                "seconds": round(outcomes[t.key].seconds, 3),
+                "error": outcomes[t.key].error or None,
+                "product": product(outcomes[t.key]),
+            }
             for t in graph.tasks
         ],
     }

@@ -101,23 +101,32 @@ class _FitSection(Config):
 
 Name = Annotated[str, Field(min_length=1)]
 #: ``dataset:``: the data set spec and what every backbone shares about it
-DatasetSection = create_model(
-    "DatasetSection", __base__=Config, name=(Name, ...),
-    **_fields(ExtractConfig, DATASET_CONFIG_KEYS), **_fields(ExtractOptions, DATASET_OPTION_KEYS),
+DatasetSection: Any = create_model(
+    "DatasetSection",
+    __base__=Config,
+    name=(Name, ...),
+    **_fields(ExtractConfig, DATASET_CONFIG_KEYS),
+    **_fields(ExtractOptions, DATASET_OPTION_KEYS),
 )
 #: ``extract:``: options of every backbone
-ExtractSection = create_model("ExtractSection", __base__=_ExtractSection, **_fields(ExtractConfig, EXTRACT_CONFIG_KEYS),
-                              **_fields(ExtractOptions, EXTRACT_OPTION_KEYS))
+ExtractSection: Any = create_model(
+    "ExtractSection",
+    __base__=_ExtractSection,
+    **_fields(ExtractConfig, EXTRACT_CONFIG_KEYS),
+    **_fields(ExtractOptions, EXTRACT_OPTION_KEYS),
+)
 #: one entry of ``backbones:``
-BackboneEntry = create_model("BackboneEntry", __base__=ExtractSection, name=(Name, ...))
+BackboneEntry: Any = create_model("BackboneEntry", __base__=ExtractSection, name=(Name, ...))
 #: ``fit:``: options of every classifier
-FitSection = create_model("FitSection", __base__=_FitSection, **_fields(FitConfig, FIT_CONFIG_KEYS),
-                          n_jobs=(Annotated[int, BeforeValidator(check_n_jobs)], -1))
+FitSection: Any = create_model(
+    "FitSection", __base__=_FitSection, **_fields(FitConfig, FIT_CONFIG_KEYS), n_jobs=(Annotated[int, BeforeValidator(check_n_jobs)], -1)
+)
 #: one entry of ``classifiers:``
-ClassifierEntry = create_model("ClassifierEntry", __base__=_FitSection, name=(Name, ...), grid=(dict[str, Any] | None, None),
-                               **_fields(FitConfig, FIT_CONFIG_KEYS))
+ClassifierEntry: Any = create_model(
+    "ClassifierEntry", __base__=_FitSection, name=(Name, ...), grid=(dict[str, Any] | None, None), **_fields(FitConfig, FIT_CONFIG_KEYS)
+)
 #: ``pca:``: the PCA plots of every backbone (the scalings are the classifiers')
-PcaSection = create_model("PcaSection", __base__=Config, **_fields(PcaConfig, PCA_KEYS))
+PcaSection: Any = create_model("PcaSection", __base__=Config, **_fields(PcaConfig, PCA_KEYS))
 
 
 def _empty_if_none(value: Any) -> Any:
@@ -136,12 +145,12 @@ class PipelineDocument(Config):
 
     name: Name | None = None
     description: str | None = None
-    dataset: Annotated[DatasetSection, BeforeValidator(_named)]  # type: ignore[valid-type]
-    extract: Annotated[ExtractSection, BeforeValidator(_empty_if_none)] = Field(default_factory=ExtractSection)  # type: ignore[valid-type]
-    backbones: Annotated[list[Annotated[BackboneEntry, BeforeValidator(_named)]], Field(min_length=1)]  # type: ignore[valid-type]
-    fit: Annotated[FitSection, BeforeValidator(_empty_if_none)] = Field(default_factory=FitSection)  # type: ignore[valid-type]
-    classifiers: Annotated[list[Annotated[ClassifierEntry, BeforeValidator(_named)]], Field(min_length=1)]  # type: ignore[valid-type]
-    pca: Annotated[PcaSection | None, BeforeValidator(_pca_section)] = Field(default_factory=PcaSection)  # type: ignore[valid-type]
+    dataset: Annotated[DatasetSection, BeforeValidator(_named)]
+    extract: Annotated[ExtractSection, BeforeValidator(_empty_if_none)] = Field(default_factory=ExtractSection)
+    backbones: Annotated[list[Annotated[BackboneEntry, BeforeValidator(_named)]], Field(min_length=1)]
+    fit: Annotated[FitSection, BeforeValidator(_empty_if_none)] = Field(default_factory=FitSection)
+    classifiers: Annotated[list[Annotated[ClassifierEntry, BeforeValidator(_named)]], Field(min_length=1)]
+    pca: Annotated[PcaSection | None, BeforeValidator(_pca_section)] = Field(default_factory=PcaSection)
 
 
 # --------------------------------------------------------------------------- the spec
@@ -168,7 +177,7 @@ class PipelineSpec:
     backbones: tuple[ExtractRequest, ...]
     classifiers: tuple[FitConfig, ...]
     n_jobs: int = -1
-    pca: PcaConfig | None = PcaConfig()
+    pca: PcaConfig | None = field(default_factory=PcaConfig)
     description: str = ""
     source: Path | None = field(default=None, compare=False)
 
@@ -219,32 +228,47 @@ class PipelineSpec:
         configs = _given(limit=limit, weights=weights, precision=precision, skip_bad=skip_bad)
         options = _given(data_dir=data_dir, device=device, batch_size=batch_size)
         requests = tuple(
-            request.replace(dataset=dataset or request.dataset, config=request.config.replace(**configs),
-                            options=request.options.replace(**options))
+            request.replace(
+                dataset=dataset or request.dataset, config=request.config.replace(**configs), options=request.options.replace(**options)
+            )
             for request in kept_backbones
         )
         if weights is not None:
             _check_weights(str(weights), field="weights")
-        return replace(self, dataset=dataset or self.dataset, backbones=requests, classifiers=kept_classifiers,
-                       n_jobs=self.n_jobs if n_jobs is None else check_n_jobs(n_jobs))
+        return replace(
+            self,
+            dataset=dataset or self.dataset,
+            backbones=requests,
+            classifiers=kept_classifiers,
+            n_jobs=self.n_jobs if n_jobs is None else check_n_jobs(n_jobs),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (for the run manifest and the report)."""
         from featx.core.hashing import jsonable
 
-        return jsonable({
-            "name": self.name,
-            "description": self.description,
-            "dataset": self.dataset,
-            "source": str(self.source) if self.source else None,
-            "backbones": [{**{k: v for k, v in r.config.fields().items() if v is not None},
-                           **{k: v for k, v in r.options.fields().items() if v is not None and k not in ("force", "cache_dir")},
-                           "dataset": r.dataset} for r in self.backbones],
-            "classifiers": [{"clf": c.clf, "grid": c.grid, "cv": c.cv, "scale": Scale(c.scale).value, "pca": c.pca, "seed": c.seed}
-                            for c in self.classifiers],
-            "n_jobs": self.n_jobs,
-            "pca": {"per_class": self.pca.per_class, "seed": self.pca.seed} if self.pca else None,
-        })
+        return jsonable(
+            {
+                "name": self.name,
+                "description": self.description,
+                "dataset": self.dataset,
+                "source": str(self.source) if self.source else None,
+                "backbones": [
+                    {
+                        **{k: v for k, v in r.config.fields().items() if v is not None},
+                        **{k: v for k, v in r.options.fields().items() if v is not None and k not in ("force", "cache_dir")},
+                        "dataset": r.dataset,
+                    }
+                    for r in self.backbones
+                ],
+                "classifiers": [
+                    {"clf": c.clf, "grid": c.grid, "cv": c.cv, "scale": Scale(c.scale).value, "pca": c.pca, "seed": c.seed}
+                    for c in self.classifiers
+                ],
+                "n_jobs": self.n_jobs,
+                "pca": {"per_class": self.pca.per_class, "seed": self.pca.seed} if self.pca else None,
+            }
+        )
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -313,13 +337,14 @@ def parse_pipeline(data: Any, *, name: str = "pipeline", source: Path | None = N
     if missing:
         raise ConfigError("missing; a pipeline needs dataset, backbones and classifiers", field=missing[0])
     document = PipelineDocument.from_mapping(data)
-    dataset = document.dataset
-    _check_dataset_spec(dataset.name, "dataset.name")
-    shared_config = dataset.given()
-    shared_config.pop("name")
+    shared_config = document.dataset.given()
+    dataset = shared_config.pop("name")
+    _check_dataset_spec(dataset, "dataset.name")
     shared_options = {key: shared_config.pop(key) for key in DATASET_OPTION_KEYS if key in shared_config}
-    backbones = tuple(_backbone(entry, f"backbones[{i}]", dataset.name, shared_config, shared_options, document.extract)
-                      for i, entry in enumerate(document.backbones))
+    backbones = tuple(
+        _backbone(entry, f"backbones[{i}]", dataset, shared_config, shared_options, document.extract)
+        for i, entry in enumerate(document.backbones)
+    )
     classifiers = tuple(_classifier(entry, f"classifiers[{i}]", document.fit) for i, entry in enumerate(document.classifiers))
     _check_unique_backbones(backbones)
     _check_unique_classifiers(classifiers)
@@ -327,10 +352,10 @@ def parse_pipeline(data: Any, *, name: str = "pipeline", source: Path | None = N
     return PipelineSpec(
         name=(document.name or name).strip(),
         description=(document.description or "").strip(),
-        dataset=dataset.name,
+        dataset=dataset,
         backbones=backbones,
         classifiers=classifiers,
-        n_jobs=document.fit.n_jobs,
+        n_jobs=document.fit.fields()["n_jobs"],
         pca=pca,
         source=source,
     )
@@ -345,8 +370,9 @@ def _check_dataset_spec(spec: str, path: str) -> None:
         raise ConfigError(str(error), path=path) from None
 
 
-def _backbone(entry: Config, path: str, dataset: str, shared_config: Mapping[str, Any], shared_options: Mapping[str, Any],
-              defaults: Config) -> ExtractRequest:
+def _backbone(
+    entry: Config, path: str, dataset: str, shared_config: Mapping[str, Any], shared_options: Mapping[str, Any], defaults: Config
+) -> ExtractRequest:
     from featx.extraction.backbones import resolve_backbone, resolve_data_config
 
     fields = entry.fields()
@@ -362,7 +388,11 @@ def _backbone(entry: Config, path: str, dataset: str, shared_config: Mapping[str
     config = ExtractConfig(backbone=name, **shared_config, **{k: v for k, v in merged.items() if k in EXTRACT_CONFIG_KEYS})
     options = ExtractOptions(**shared_options, **{k: v for k, v in merged.items() if k in EXTRACT_OPTION_KEYS})
     _check_weights(config.weights, path=where("weights"))
-    overrides = {k: getattr(config, k) for k in ("image_size", "interpolation", "mean", "std", "crop_pct", "crop_mode") if getattr(config, k) is not None}
+    overrides = {
+        k: getattr(config, k)
+        for k in ("image_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+        if getattr(config, k) is not None
+    }
     try:  # the preprocessing overrides, checked as extraction will resolve them (no model built)
         resolve_data_config(backbone, **overrides)
     except ConfigError as error:
@@ -409,7 +439,9 @@ def _grid_texts(grid: Mapping[str, Any] | None, path: str) -> dict[str, str]:
         elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
             texts[str(name)] = str(value)
         else:
-            raise ConfigError(f"expected a list of values or a spec such as logspace:-4:0:5, got {describe_value(value)}", path=f"{path}.{name}")
+            raise ConfigError(
+                f"expected a list of values or a spec such as logspace:-4:0:5, got {describe_value(value)}", path=f"{path}.{name}"
+            )
     return texts
 
 
@@ -443,4 +475,3 @@ def _resolve(lookup: Callable[[str], T], name: str, path: str) -> T:
         raise type(error)(error.problem, path=path) from None
     except FeatxError as error:
         raise ConfigError(str(error), path=path) from None
-

@@ -23,7 +23,20 @@ TIMEOUT = 180
 #: a tiny, fast extraction: 40 digits per split, batches of 16 (three per split)
 TINY_DATA = "digits"
 TINY = {"weights": "random", "image_size": 32, "limit": 40, "batch_size": 16}  # ExtractConfig fields and extract's options
-TINY_ARGS = ["--backbone", "test_resnet", "--weights", "random", "--image-size", "32", "--dataset", "digits", "--limit", "40", "--batch-size", "16"]
+TINY_ARGS = [
+    "--backbone",
+    "test_resnet",
+    "--weights",
+    "random",
+    "--image-size",
+    "32",
+    "--dataset",
+    "digits",
+    "--limit",
+    "40",
+    "--batch-size",
+    "16",
+]
 
 
 def featx_env(fault: str | None = None, **extra: str) -> dict[str, str]:
@@ -37,13 +50,15 @@ def featx_env(fault: str | None = None, **extra: str) -> dict[str, str]:
 
 def featx(*args: str, fault: str | None = None, timeout: float = TIMEOUT, **extra: str) -> subprocess.CompletedProcess[str]:
     """Run ``python -m featx ARGS`` to the end (a hang past ``timeout`` fails the test)."""
-    return subprocess.run([sys.executable, "-m", "featx", *args], env=featx_env(fault, **extra), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "featx", *args], env=featx_env(fault, **extra), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str] | object, *expected: str) -> str:
     """Exit status 2, exactly one ``featx: error:`` line holding every ``expected`` text, no traceback."""
     returncode = getattr(result, "returncode", getattr(result, "exit_code", None))
-    stderr = str(getattr(result, "stderr"))
+    stderr = str(result.stderr)
     assert returncode == 2, f"exit status {returncode}\n{stderr}"
     assert "Traceback" not in stderr, stderr
     errors = [line for line in stderr.splitlines() if line.startswith("featx: error:")]
@@ -59,8 +74,9 @@ class Running:
 
     def __init__(self, *args: str, fault: str | None = None) -> None:
         self._stdout = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen([sys.executable, "-m", "featx", *args], env=featx_env(fault), stdout=self._stdout,
-                                        stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "featx", *args], env=featx_env(fault), stdout=self._stdout, stderr=subprocess.PIPE, text=True
+        )
         self._lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._pump, daemon=True)

@@ -36,8 +36,16 @@ def image_folders(root: Path) -> dict[str, Path]:
     jpeg.write_bytes(jpeg.read_bytes()[:300])
     (corrupt / "dog" / "README.txt").write_text("non-image files are ignored")
     mixed = root / "mixed"
-    for index, (size, mode, ext) in enumerate([((32, 32), "RGBA", ".png"), ((20, 37), "L", ".png"), ((300, 200), "CMYK", ".jpg"),
-                                               ((32, 32), "P", ".png"), ((16, 16), "1", ".bmp"), ((40, 30), "LA", ".png")]):
+    for index, (size, mode, ext) in enumerate(
+        [
+            ((32, 32), "RGBA", ".png"),
+            ((20, 37), "L", ".png"),
+            ((300, 200), "CMYK", ".jpg"),
+            ((32, 32), "P", ".png"),
+            ((16, 16), "1", ".bmp"),
+            ((40, 30), "LA", ".png"),
+        ]
+    ):
         write_image(mixed / ("a" if index % 2 else "b") / f"{index}{ext}", size=size, mode=mode, seed=index)
     for cls in ("a", "b"):
         grey16 = (np.arange(24 * 24).reshape(24, 24) * 100).astype(np.uint16)
@@ -67,8 +75,12 @@ def pipelines(root: Path) -> dict[str, Path]:
 def cases(root: Path) -> dict[str, Case]:
     folders = image_folders(root / "images")
     yamls = pipelines(root / "pipelines")
-    features = write_features(root / "features" / "synthetic" / "syn__0123456789abcdef.h5", make_features(n_train=30, n_test=15, dim=4),
-                              class_names=["a", "b", "c"], attrs={"key": "0123456789abcdef", "backbone": "syn", "dataset": "synthetic"})
+    features = write_features(
+        root / "features" / "synthetic" / "syn__0123456789abcdef.h5",
+        make_features(n_train=30, n_test=15, dim=4),
+        class_names=["a", "b", "c"],
+        attrs={"key": "0123456789abcdef", "backbone": "syn", "dataset": "synthetic"},
+    )
     fit = [*FIT, "--features", str(features)]
     table: dict[str, Case] = {
         "unknown backbone": (["extract", "-b", "resnet-50", "-d", "digits"], "error", "did you mean resnet50"),
@@ -81,7 +93,11 @@ def cases(root: Path) -> dict[str, Case]:
         "a file for a folder": ([*EXTRACT, "-d", f"imagefolder:{features}"], "error", "is not a directory"),
         "single-class folder": ([*EXTRACT, "-d", f"imagefolder:{folders['single']}"], "ok", "/single/test_resnet__"),
         "corrupt images": ([*EXTRACT, "-d", f"imagefolder:{folders['corrupt']}"], "error", "--skip-bad"),
-        "corrupt images, --skip-bad": ([*EXTRACT, "-d", f"imagefolder:{folders['corrupt']}", "--skip-bad"], "ok", "skipped 2 unreadable image(s)"),
+        "corrupt images, --skip-bad": (
+            [*EXTRACT, "-d", f"imagefolder:{folders['corrupt']}", "--skip-bad"],
+            "ok",
+            "skipped 2 unreadable image(s)",
+        ),
         "mixed sizes and modes": ([*EXTRACT, "-d", f"imagefolder:{folders['mixed']}"], "ok", "/mixed/test_resnet__"),
         "spaces and non-ASCII names": ([*EXTRACT, "-d", f"imagefolder:{folders['my pets ünï 猫']}"], "ok", "/my-pets-ünï-猫/test_resnet__"),
         "limit 0": ([*EXTRACT, "-d", "digits", "--limit", "0"], "error", "--limit"),
@@ -111,28 +127,72 @@ def cases(root: Path) -> dict[str, Case]:
     return table
 
 
-
-
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Case, object]]:
     """Every case run once, three at a time, each in its own featx process."""
     root = tmp_path_factory.mktemp("bad-input")
     table = cases(root)
-    dirs = {"FEATX_CACHE_DIR": str(root / "features"), "FEATX_REPORTS_DIR": str(root / "reports"), "FEATX_DATA_DIR": str(root / "data"),
-            "HF_HOME": str(root / "hf")}
+    dirs = {
+        "FEATX_CACHE_DIR": str(root / "features"),
+        "FEATX_REPORTS_DIR": str(root / "reports"),
+        "FEATX_DATA_DIR": str(root / "data"),
+        "HF_HOME": str(root / "hf"),
+    }
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = dict(zip(table, pool.map(lambda args: run_featx(*args, **dirs), (case[0] for case in table.values()))))
     return {name: (table[name], results[name]) for name in table}
 
 
-NAMES = ["unknown backbone", "unknown dataset", "imagefolder without a path", "missing image folder", "empty image folder",
-         "empty class folders", "non-image files only", "a file for a folder", "single-class folder", "corrupt images",
-         "corrupt images, --skip-bad", "mixed sizes and modes", "spaces and non-ASCII names", "limit 0", "bad mean",
-         "unknown precision", "bad shard", "unknown classifier", "C grid not numbers", "C grid logspace short", "C grid negative",
-         "C grid empty", "C grid infinite", "k grid zero", "k grid fraction", "unknown grid parameter", "grid without a value",
-         "cv of 1", "missing features", "features not HDF5", "cache info unknown key", "report without records", "unknown command",
-         "missing pipeline file", *(f"pipeline: {name}" for name in ("unknown key", "wrong type", "wrong option type", "yaml syntax",
-                                                                     "empty", "unknown backbone", "unknown classifier", "bad grid", "a list"))]
+NAMES = [
+    "unknown backbone",
+    "unknown dataset",
+    "imagefolder without a path",
+    "missing image folder",
+    "empty image folder",
+    "empty class folders",
+    "non-image files only",
+    "a file for a folder",
+    "single-class folder",
+    "corrupt images",
+    "corrupt images, --skip-bad",
+    "mixed sizes and modes",
+    "spaces and non-ASCII names",
+    "limit 0",
+    "bad mean",
+    "unknown precision",
+    "bad shard",
+    "unknown classifier",
+    "C grid not numbers",
+    "C grid logspace short",
+    "C grid negative",
+    "C grid empty",
+    "C grid infinite",
+    "k grid zero",
+    "k grid fraction",
+    "unknown grid parameter",
+    "grid without a value",
+    "cv of 1",
+    "missing features",
+    "features not HDF5",
+    "cache info unknown key",
+    "report without records",
+    "unknown command",
+    "missing pipeline file",
+    *(
+        f"pipeline: {name}"
+        for name in (
+            "unknown key",
+            "wrong type",
+            "wrong option type",
+            "yaml syntax",
+            "empty",
+            "unknown backbone",
+            "unknown classifier",
+            "bad grid",
+            "a list",
+        )
+    ),
+]
 
 
 @pytest.mark.parametrize("name", NAMES)

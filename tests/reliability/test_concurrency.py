@@ -43,8 +43,18 @@ def test_two_fits_writing_records_at_once_leave_both_intact(feature_file, second
     # saves a record of its own (or waits for the lock of the same record)
     same = second_clf == "logreg"
     with processes() as running:
-        running.append(Running(*FIT, "--features", str(path), "--clf", "logreg", "--C-grid", "1",
-                               fault="records.locked:1:stop" if same else "atomic.before_replace:1:stop"))
+        running.append(
+            Running(
+                *FIT,
+                "--features",
+                str(path),
+                "--clf",
+                "logreg",
+                "--C-grid",
+                "1",
+                fault="records.locked:1:stop" if same else "atomic.before_replace:1:stop",
+            )
+        )
         running[0].wait_stopped()
         running.append(Running(*FIT, "--features", str(path), "--clf", second_clf, *(["--C-grid", "1"] if same else ["--k-grid", "1,3"])))
         if same:  # the second waits for the first's lock on the record

@@ -32,6 +32,7 @@ def flip_byte(dataset: str, at: int = 17) -> Callable[[Path], None]:
             byte = raw.read(1)
             raw.seek(offset + at)
             raw.write(bytes([byte[0] ^ 0x01]))
+
     return damage
 
 
@@ -39,6 +40,7 @@ def truncate(fraction: float) -> Callable[[Path], None]:
     def damage(path: Path) -> None:
         data = path.read_bytes()
         path.write_bytes(data[: int(len(data) * fraction)])
+
     return damage
 
 
@@ -46,6 +48,7 @@ def edit(change: Callable[[h5py.File], None]) -> Callable[[Path], None]:
     def damage(path: Path) -> None:
         with h5py.File(path, "r+") as handle:
             change(handle)
+
     return damage
 
 
@@ -101,7 +104,10 @@ def test_damage_is_detected_on_open_with_a_recovery_hint(feature_file, name: str
 def test_the_report_skips_the_plot_of_damaged_features(feature_file) -> None:
     path = feature_file(key=KEY, n_train=40, n_test=20, dim=8)
     runner = CliRunner()
-    assert runner.invoke(main, ["fit", "--features", str(path), "--clf", "logreg", "--C-grid", "1", "--cv", "2", "--n-jobs", "1"]).exit_code == 0
+    assert (
+        runner.invoke(main, ["fit", "--features", str(path), "--clf", "logreg", "--C-grid", "1", "--cv", "2", "--n-jobs", "1"]).exit_code
+        == 0
+    )
     flip_byte("train/features")(path)
     report = runner.invoke(main, ["report"])
     assert report.exit_code == 0, report.output

@@ -41,7 +41,9 @@ def invoke(*args: str, fault: str | None = None) -> object:
     return CliRunner().invoke(main, list(args), env=env)
 
 
-@pytest.mark.parametrize("fault", ["cache.rows_flushed:2:enospc", "cache.rows_written:4:enospc", "cache.split_complete:1:enospc", "cache.before_rename:1:enospc"])
+@pytest.mark.parametrize(
+    "fault", ["cache.rows_flushed:2:enospc", "cache.rows_written:4:enospc", "cache.split_complete:1:enospc", "cache.before_rename:1:enospc"]
+)
 def test_disk_full_while_recomputing_leaves_the_cached_entry_untouched(fault: str) -> None:
     path = featx.extract(TINY_DATA, backbone="test_resnet", **TINY)
     before = digest(path)
@@ -59,8 +61,14 @@ def test_a_write_the_kernel_refuses_is_one_line_and_leaves_other_entries_alone(t
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
-    result = subprocess.run([sys.executable, "-m", "featx", "extract", *TINY_ARGS], env=featx_env(), capture_output=True, text=True,
-                            timeout=180, preexec_fn=small_files)
+    result = subprocess.run(
+        [sys.executable, "-m", "featx", "extract", *TINY_ARGS],
+        env=featx_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=small_files,
+    )
     assert_one_line_error(result, "cannot write", "file size limit", "run the command again")
     assert digest(other) == before
 
@@ -116,8 +124,13 @@ def test_an_interrupted_report_leaves_the_previous_page(feature_file, n: int) ->
     page = digest(reports / "index.html")
     assert_one_line_error(invoke("report", "--no-pca", fault=f"atomic.before_replace:{n}:enospc"), "No space left on device")
     assert digest(reports / "index.html") == page
-    killed = subprocess.run([sys.executable, "-m", "featx", "report", "--no-pca"], env=featx_env(f"atomic.before_replace:{n}"),
-                            capture_output=True, text=True, timeout=180)
+    killed = subprocess.run(
+        [sys.executable, "-m", "featx", "report", "--no-pca"],
+        env=featx_env(f"atomic.before_replace:{n}"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert killed.returncode == -signal.SIGKILL
     assert digest(reports / "index.html") == page
     assert len(pandas.read_csv(reports / "comparison.csv")) == 1

@@ -46,14 +46,64 @@ def test_an_int_grid_parses_to_sorted_whole_numbers_or_raises_a_featx_error(spec
     assert values and list(values) == sorted(set(values)) and all(isinstance(v, int) and v >= 1 for v in values)
 
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 300), st.floats(allow_nan=True), st.text(max_size=10),
-                    st.sampled_from(["test_resnet", "resnet18", "logreg", "knn", "linearsvc", "digits", "imagefolder:", "cifar10",
-                                     "logspace:-2:0:3", "1,2", "standard", "l2", "random", "cuda", "fp16"]))
-keys = st.one_of(st.sampled_from([*TOP_LEVEL_KEYS, "name", "grid", "C", "n_neighbors", "image_size", "batch_size", "cv", "scale",
-                                  "pca", "weights", "limit", "per_class", "seed", "device"]), st.text(max_size=8))
-documents = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=4)), max_leaves=12)
-pipelines = st.one_of(documents, st.fixed_dictionaries({"backbones": documents, "classifiers": documents},
-                                                       optional={k: documents for k in TOP_LEVEL_KEYS if k not in ("backbones", "classifiers")}))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 300),
+    st.floats(allow_nan=True),
+    st.text(max_size=10),
+    st.sampled_from(
+        [
+            "test_resnet",
+            "resnet18",
+            "logreg",
+            "knn",
+            "linearsvc",
+            "digits",
+            "imagefolder:",
+            "cifar10",
+            "logspace:-2:0:3",
+            "1,2",
+            "standard",
+            "l2",
+            "random",
+            "cuda",
+            "fp16",
+        ]
+    ),
+)
+keys = st.one_of(
+    st.sampled_from(
+        [
+            *TOP_LEVEL_KEYS,
+            "name",
+            "grid",
+            "C",
+            "n_neighbors",
+            "image_size",
+            "batch_size",
+            "cv",
+            "scale",
+            "pca",
+            "weights",
+            "limit",
+            "per_class",
+            "seed",
+            "device",
+        ]
+    ),
+    st.text(max_size=8),
+)
+documents = st.recursive(
+    scalars, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=4)), max_leaves=12
+)
+pipelines = st.one_of(
+    documents,
+    st.fixed_dictionaries(
+        {"backbones": documents, "classifiers": documents},
+        optional={k: documents for k in TOP_LEVEL_KEYS if k not in ("backbones", "classifiers")},
+    ),
+)
 
 
 @FUZZ
@@ -78,8 +128,14 @@ def test_a_pipeline_file_loads_or_raises_a_featx_error(tmp_path: Path, text: str
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=20), st.sampled_from(["digits", "cifar10", "mnist", "fashion-mnist", "cifar100", "imagefolder"]).flatmap(
-    lambda kind: st.text(alphabet="abc:/. ", max_size=8).map(lambda rest: kind + rest))))
+@given(
+    st.one_of(
+        st.text(max_size=20),
+        st.sampled_from(["digits", "cifar10", "mnist", "fashion-mnist", "cifar100", "imagefolder"]).flatmap(
+            lambda kind: st.text(alphabet="abc:/. ", max_size=8).map(lambda rest: kind + rest)
+        ),
+    )
+)
 def test_a_dataset_spec_loads_or_raises_a_featx_error(tmp_path: Path, spec: str) -> None:
     from featx.extraction.datasets import load_dataset, parse_spec
 

@@ -29,13 +29,13 @@ from tests.reliability.support import featx as run_featx
 KILL_POINTS = {
     "extract.model_loaded": "nothing",
     "extract.locked": "nothing",
-    "cache.rows_flushed:2": "partial",     # rows 16..32 flushed, n_done still 16
-    "cache.rows_written:2": "partial",     # n_done 32
-    "cache.split_complete:1": "partial",   # train complete, test not begun
-    "cache.rows_written:5": "partial",     # test n_done 32
-    "cache.split_complete:2": "partial",   # both splits complete, not committed
-    "cache.before_rename": "partial",      # closed, complete, not renamed
-    "cache.after_rename": "final",         # renamed, directory not synced
+    "cache.rows_flushed:2": "partial",  # rows 16..32 flushed, n_done still 16
+    "cache.rows_written:2": "partial",  # n_done 32
+    "cache.split_complete:1": "partial",  # train complete, test not begun
+    "cache.rows_written:5": "partial",  # test n_done 32
+    "cache.split_complete:2": "partial",  # both splits complete, not committed
+    "cache.before_rename": "partial",  # closed, complete, not renamed
+    "cache.after_rename": "final",  # renamed, directory not synced
 }
 
 
@@ -52,8 +52,10 @@ def entry() -> Path:
 def assert_readers_refuse(final: Path) -> None:
     """fit, pca and cache ls do not take a partial file (or nothing) for features."""
     runner = CliRunner()
-    for command in (["fit", "--features", "test_resnet", "--dataset", "digits", "--clf", "logreg", "--cv", "2", "--n-jobs", "1"],
-                    ["pca", "--features", "test_resnet", "--dataset", "digits"]):
+    for command in (
+        ["fit", "--features", "test_resnet", "--dataset", "digits", "--clf", "logreg", "--cv", "2", "--n-jobs", "1"],
+        ["pca", "--features", "test_resnet", "--dataset", "digits"],
+    ):
         result = runner.invoke(main, command)
         assert_one_line_error(result, "no cached features for 'test_resnet'")
     listed = runner.invoke(main, ["cache", "ls", "--json"])
@@ -88,7 +90,9 @@ def test_sigkill_while_stitching_shards_then_cache_stitch_completes(reference: P
     final = entry()
     assert not final.exists()
     assert_readers_refuse(final)
-    result = extract_shard(TINY_DATA, ExtractConfig(backbone="test_resnet", weights="random", image_size=32, limit=40), ShardSpec(1, 2), batch_size=16)
+    result = extract_shard(
+        TINY_DATA, ExtractConfig(backbone="test_resnet", weights="random", image_size=32, limit=40), ShardSpec(1, 2), batch_size=16
+    )
     assert not result.computed and result.stitched == final  # the shard was complete: only stitched
     assert verify_file(final) == []
     assert_same_features(final, reference)

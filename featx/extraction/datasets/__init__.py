@@ -47,9 +47,13 @@ DATASETS: dict[str, DatasetSource] = {
     "cifar10": DatasetSource(load_cifar10, "CIFAR-10, 32x32 colour, 10 classes, 50k/10k (python tarball, downloaded when missing)"),
     "cifar100": DatasetSource(load_cifar100, "CIFAR-100, 32x32 colour, 100 classes, 50k/10k (python tarball, downloaded when missing)"),
     "mnist": DatasetSource(load_mnist, "MNIST digits, 28x28 grey, 60k/10k (idx files, downloaded when missing)"),
-    "fashion-mnist": DatasetSource(load_fashion_mnist, "Fashion-MNIST, 28x28 grey, 10 classes, 60k/10k (idx files, downloaded when missing)"),
+    "fashion-mnist": DatasetSource(
+        load_fashion_mnist, "Fashion-MNIST, 28x28 grey, 10 classes, 60k/10k (idx files, downloaded when missing)"
+    ),
     "digits": DatasetSource(load_digits, "scikit-learn's digits, 8x8 grey, 1,797 images, seeded 80/20 split (no download)"),
-    "imagefolder": DatasetSource(load_imagefolder, "imagefolder:PATH, PATH/train/<class>/* + PATH/test/<class>/*, or PATH/<class>/* (seeded split)", takes_path=True),
+    "imagefolder": DatasetSource(
+        load_imagefolder, "imagefolder:PATH, PATH/train/<class>/* + PATH/test/<class>/*, or PATH/<class>/* (seeded split)", takes_path=True
+    ),
 }
 
 
@@ -112,10 +116,11 @@ def load_dataset(
         DatasetError: missing, malformed, or not downloadable.
     """
     kind, argument = parse_spec(spec)
-    request = DatasetRequest(data_dir=paths.data_dir(data_dir), argument=argument, download=download, seed=seed, test_fraction=test_fraction)
+    request = DatasetRequest(
+        data_dir=paths.data_dir(data_dir), argument=argument, download=download, seed=seed, test_fraction=test_fraction
+    )
     dataset = DATASETS[kind].load(request)
     for split in SPLITS:
         if split not in dataset.splits or len(dataset.splits[split]) == 0:
             raise DatasetError(f"{spec}: the {split} split is empty (read from {dataset.location})")
     return dataset.with_limit(limit, seed=seed)
-

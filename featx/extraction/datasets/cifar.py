@@ -50,7 +50,9 @@ class CifarLayout:
 CIFAR10 = CifarLayout(
     name="cifar10",
     folder="cifar-10-batches-py",
-    resource=Resource("cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",), "c58f30108f718f92721af3b95e74349a"),
+    resource=Resource(
+        "cifar-10-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",), "c58f30108f718f92721af3b95e74349a"
+    ),
     train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
     test_files=("test_batch",),
     meta_file="batches.meta",
@@ -61,7 +63,9 @@ CIFAR10 = CifarLayout(
 CIFAR100 = CifarLayout(
     name="cifar100",
     folder="cifar-100-python",
-    resource=Resource("cifar-100-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",), "eb9058c3a382ffc7106e4002c42a8d85"),
+    resource=Resource(
+        "cifar-100-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",), "eb9058c3a382ffc7106e4002c42a8d85"
+    ),
     train_files=("train",),
     test_files=("test",),
     meta_file="meta",
@@ -121,7 +125,9 @@ def _locate(layout: CifarLayout, data_dir: Path, *, download: bool) -> Path:
             return candidate
     if (data_dir / layout.folder).exists():
         raise DatasetError(f"{layout.name}: {data_dir / layout.folder} has no {layout.meta_file}; {_hint(layout, data_dir)}")
-    archive = fetch(layout.resource, data_dir, download=download, what=layout.name, alternative=f" (or its extracted {layout.folder} folder)")
+    archive = fetch(
+        layout.resource, data_dir, download=download, what=layout.name, alternative=f" (or its extracted {layout.folder} folder)"
+    )
     return _extract(archive, layout, data_dir)
 
 
@@ -141,7 +147,9 @@ def _extract(archive: Path, layout: CifarLayout, data_dir: Path) -> Path:
                 members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
                 missing = sorted(wanted - set(members))
                 if missing:
-                    raise DatasetError(f"{layout.name}: {archive} lacks {', '.join(missing)}; it is not the CIFAR python tarball; {_hint(layout, data_dir)}")
+                    raise DatasetError(
+                        f"{layout.name}: {archive} lacks {', '.join(missing)}; it is not the CIFAR python tarball; {_hint(layout, data_dir)}"
+                    )
                 for name in sorted(wanted):
                     source = tar.extractfile(members[name])
                     if source is None:
@@ -149,7 +157,9 @@ def _extract(archive: Path, layout: CifarLayout, data_dir: Path) -> Path:
                     with source, open(staging / Path(name).name, "wb") as out:
                         shutil.copyfileobj(source, out, 1 << 20)
         except (tarfile.TarError, EOFError, OSError) as error:
-            raise DatasetError(f"{layout.name}: {archive} is not a readable tar.gz ({error}); delete it and try again, or {_hint(layout, data_dir)}") from None
+            raise DatasetError(
+                f"{layout.name}: {archive} is not a readable tar.gz ({error}); delete it and try again, or {_hint(layout, data_dir)}"
+            ) from None
         os.replace(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -163,7 +173,7 @@ def _unpickle(path: Path, layout: CifarLayout, digest: Any) -> dict[bytes, Any]:
         raise DatasetError(f"{layout.name}: cannot read {path} ({error.strerror or error})") from None
     digest.update(path.name.encode() + b"\0" + raw)
     try:
-        content = pickle.loads(raw, encoding="bytes")  # noqa: S301 - the CIFAR format is a pickle
+        content = pickle.loads(raw, encoding="bytes")
     except Exception as error:  # any unpickling failure means "not CIFAR"
         raise DatasetError(f"{layout.name}: {path} is not a CIFAR python pickle ({type(error).__name__}: {error})") from None
     if not isinstance(content, dict):
@@ -184,7 +194,9 @@ def _read_batches(folder: Path, names: tuple[str, ...], layout: CifarLayout, n_c
             raise DatasetError(f"{layout.name}: {path} lacks b'data' or {layout.label_key!r}")
         data = np.asarray(data)
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(batch_labels):
-            raise DatasetError(f"{layout.name}: {path} has data {data.dtype} {data.shape} for {len(batch_labels)} labels; expected uint8 (n, 3072)")
+            raise DatasetError(
+                f"{layout.name}: {path} has data {data.dtype} {data.shape} for {len(batch_labels)} labels; expected uint8 (n, 3072)"
+            )
         batch_labels = np.asarray(batch_labels, dtype=np.int64)
         if len(batch_labels) and (batch_labels.min() < 0 or batch_labels.max() >= n_classes):
             raise DatasetError(f"{layout.name}: {path} has labels outside 0..{n_classes - 1}")

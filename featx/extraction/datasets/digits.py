@@ -28,7 +28,10 @@ def load_digits(request: DatasetRequest) -> ImageDataset:
     return ImageDataset(
         name="digits",
         class_names=tuple(str(i) for i in range(10)),
-        splits={"train": ImageSplit(labels=labels[train], pixels=pixels[train]), "test": ImageSplit(labels=labels[test], pixels=pixels[test])},
+        splits={
+            "train": ImageSplit(labels=labels[train], pixels=pixels[train]),
+            "test": ImageSplit(labels=labels[test], pixels=pixels[test]),
+        },
         identity={"dataset": "digits", "format": "sklearn", "fingerprint": fingerprint, "split_seed": seed, "test_fraction": test_fraction},
         location="sklearn.datasets.load_digits",
     )

@@ -131,5 +131,7 @@ def _read_idx(path: Path, magic: int, layout: IdxLayout, digest: Any) -> np.ndar
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims))
     expected = int(np.prod(shape))
     if len(raw) - header_bytes != expected:
-        raise DatasetError(f"{layout.name}: {path} holds {len(raw) - header_bytes} bytes of data, its header says {shape} ({expected}); the file is truncated or damaged")
+        raise DatasetError(
+            f"{layout.name}: {path} holds {len(raw) - header_bytes} bytes of data, its header says {shape} ({expected}); the file is truncated or damaged"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header_bytes).reshape(shape)

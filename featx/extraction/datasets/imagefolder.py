@@ -83,7 +83,7 @@ class _Manifest:
         self._prefix = len(os.path.join(str(root), ""))
 
     def add(self, files: list[tuple[str, int, int]]) -> None:
-        lines = "".join(f"{path[self._prefix:]}\t{size}\t{mtime}\n" for path, size, mtime in files)
+        lines = "".join(f"{path[self._prefix :]}\t{size}\t{mtime}\n" for path, size, mtime in files)
         self._digest.update(lines.encode("utf-8", "surrogateescape"))
 
     def hexdigest(self) -> str:

@@ -195,7 +195,7 @@ class _GramCache:
             leave = state.mask & ~mask
             costs["update"] = int(enter.sum() + leave.sum())
         route = min(costs, key=costs.__getitem__)
-        if route == "update":
+        if route == "update" and state.gram is not None:
             gram = state.gram
             if enter.any():
                 gram += self.problem.gram(enter)
@@ -285,16 +285,16 @@ def _newton(
             return W
         A = problem.scores(directions[:, moving])
         done_now = []
-        for m, j in enumerate(moving):
-            k = columns[j]
-            y = Yt[:, j].astype(np.float64)
-            step = exact_step(W[:, k], directions[:, j], gap[:, j].astype(np.float64), y * A[:, m], C)
-            W[:, k] += step * directions[:, j]
+        for m, column in enumerate(moving.tolist()):
+            problem_index = int(columns[column])
+            y = Yt[:, column].astype(np.float64)
+            step = exact_step(W[:, problem_index], directions[:, column], gap[:, column].astype(np.float64), y * A[:, m], C)
+            W[:, problem_index] += step * directions[:, column]
             # each term crosses its breakpoint at most once along the line, so an unchanged
             # active set means the step stayed on one quadratic piece: the Newton step was
             # exact there, and the new point is its minimiser, the optimum.
-            if np.array_equal((1.0 - y * (Z[:, j] + step * A[:, m])) > 0, active[:, j]):
-                done_now.append(k)
+            if np.array_equal((1.0 - y * (Z[:, column] + step * A[:, m])) > 0, active[:, column]):
+                done_now.append(problem_index)
         still = todo.copy()
         still[columns[np.setdiff1d(np.arange(len(columns)), moving)]] = False
         still[done_now] = False
