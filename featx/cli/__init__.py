@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from featx._version import __version__
-from featx.core.console import setup_logging
+from featx.core.console import one_line, setup_logging
 from featx.core.errors import ConfigError, FeatxError
 
 # command name -> "module:attribute"; modules import the heavy library parts lazily.
@@ -51,13 +51,13 @@ class FeatxGroup(click.Group):
             if ctx.find_root().params.get("debug"):
                 raise
             command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
-            click.echo(f"featx: error: {_as_flags(error, command)}", err=True)
+            click.echo(f"featx: error: {one_line(_as_flags(error, command))}", err=True)
             ctx.exit(EXIT_USAGE)
         except click.UsageError as error:  # a bad option value, a missing argument: one line too
             if ctx.find_root().params.get("debug"):
                 raise
             where = error.ctx.command_path if error.ctx is not None else "featx"
-            click.echo(f"featx: error: {error.format_message()} (see `{where} --help`)", err=True)
+            click.echo(f"featx: error: {one_line(error.format_message())} (see `{where} --help`)", err=True)
             ctx.exit(EXIT_USAGE)
 
 

@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+from featx.core.console import QUOTE_LIMIT, quote
 from featx.core.errors import UnknownNameError
 
 T = TypeVar("T")
@@ -18,6 +19,8 @@ T = TypeVar("T")
 def closest_names(name: str, candidates: Iterable[str], *, n: int = 3) -> list[str]:
     """Return up to ``n`` candidates that look most like ``name`` (best first)."""
     pool = list(candidates)
+    if len(name) > QUOTE_LIMIT:  # nothing registered is that long; comparing would only cost time
+        return []
     close = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
     if not close:
         lowered = name.lower()
@@ -29,7 +32,7 @@ def unknown_name_error(name: str, candidates: Iterable[str], *, kind: str, list_
     """Build the error for an unknown ``kind`` called ``name``, naming close matches."""
     pool = sorted(candidates)
     close = closest_names(name, pool)
-    message = f"unknown {kind} {name!r}"
+    message = f"unknown {kind} {quote(name)}"
     if close:
         message += f"; did you mean {', '.join(close)}?"
     if list_all and len(pool) <= 20:

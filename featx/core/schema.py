@@ -27,6 +27,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic.fields import FieldInfo
 
+from featx.core.console import quote
 from featx.core.errors import ConfigError, UnknownNameError
 from featx.core.registry import closest_names
 
@@ -34,9 +35,6 @@ C = TypeVar("C", bound="Config")
 
 #: how many configs are being built inside each other in this context (0: none)
 _nesting: contextvars.ContextVar[int] = contextvars.ContextVar("featx_config_nesting", default=0)
-
-#: the longest quote of a user's value in a message
-QUOTE_LIMIT = 200
 
 
 class Invalid(ValueError):
@@ -161,10 +159,7 @@ def describe_value(value: Any) -> str:
     if value is None:
         return "nothing"
     kinds = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", tuple: "a list", dict: "a mapping"}
-    text = repr(value)
-    if len(text) > QUOTE_LIMIT:
-        text = text[:QUOTE_LIMIT] + "..."
-    return f"{text} ({kinds.get(type(value), type(value).__name__)})"
+    return f"{quote(value)} ({kinds.get(type(value), type(value).__name__)})"
 
 
 _EXPECTED = {
@@ -213,11 +208,11 @@ def _problem(detail: Mapping[str, Any], field: FieldInfo | None, owner: type[Bas
         return f"expected {_EXPECTED[kind]}{' or null' if nullable else ''}, got {describe_value(value)}"
     if kind in _BOUNDS:
         name, words = _BOUNDS[kind]
-        return f"must be {words} {ctx.get(name)}, got {value!r}"
+        return f"must be {words} {ctx.get(name)}, got {quote(value)}"
     if kind == "too_short":
         return f"expected a non-empty list, got {describe_value(value)}"
     if kind == "literal_error":
-        return f"{value!r} is not one of {ctx.get('expected', '')}"
+        return f"{quote(value)} is not one of {ctx.get('expected', '')}"
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error") or detail["msg"])
     return str(detail["msg"])

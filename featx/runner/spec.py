@@ -293,21 +293,17 @@ def _select(items: tuple[T, ...], names: Sequence[str], name_of: Callable[[T], s
 def load_pipeline(path: str | os.PathLike[str]) -> PipelineSpec:
     """Read and check a pipeline YAML file.
 
+    The file is read as UTF-8 and parsed within limits (:mod:`featx.core.yamlfile`): a
+    key given twice, an alias bomb, a nesting too deep or another encoding is an error.
+
     Raises:
-        ConfigError: the file is missing, not YAML, or not a valid pipeline (the message
-            names the file and the key path).
+        ConfigError: the file is missing, not UTF-8, not YAML, or not a valid pipeline
+            (the message names the file and the key path, or the lines).
     """
-    import yaml
+    from featx.core.yamlfile import load_yaml_file
 
     file_path = Path(path).expanduser()
-    try:
-        text = file_path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"cannot read pipeline file {file_path}: {error.strerror or error}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{file_path} is not valid YAML: {' '.join(str(error).split())}") from None
+    data = load_yaml_file(file_path, what="pipeline file")
     try:
         return parse_pipeline(data, name=file_path.stem, source=file_path)
     except ConfigError as error:
