@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ SEPARATOR = "__"
 FEATURES = "features"
 LABELS = "labels"
 
+#: the first bytes of every HDF5 file featx writes
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
 # root attributes
 KEY = "key"
 FORMAT = "format_version"
@@ -55,6 +59,12 @@ FEATURE_DIM = "feature_dim"
 DATASET = "dataset"
 BACKBONE = "backbone"
 WEIGHTS = "weights"
+INPUT_SIZE = "input_size"
+INTERPOLATION = "interpolation"
+MEAN = "mean"
+STD = "std"
+CROP_PCT = "crop_pct"
+PRECISION = "precision"
 #: a stitched entry: the shard files it reads (JSON list, relative to the entry) and their count
 SHARDS = "shards"
 SHARD_COUNT = "shard_count"
@@ -62,6 +72,8 @@ SHARD_COUNT = "shard_count"
 SHARD_INDEX = "shard_index"
 SHARD_ROWS = "shard_rows"
 SHARD_ATTRS = (SHARD_INDEX, SHARD_COUNT, SHARD_ROWS)
+#: the name of a shard file: ``shard-K-of-N.h5``
+SHARD_FILE = re.compile(r"^shard-(\d+)-of-(\d+)\.h5$")
 
 # split attributes
 N_DONE = "n_done"
@@ -137,6 +149,33 @@ def final_path_of(path: Path) -> Path:
     return folder / EntryName.of(path).file_name
 
 
+def entry_of(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Path | None:
+    """The final path of the entry whose file (or shard folder) ``path`` is, when it lies
+    where the layout puts an entry's files under the cache root ``root``:
+    ``<root>/<dataset>/<backbone>__<key>.h5``, its ``.partial.h5``, its shard folder
+    ``<root>/<dataset>/.shards/<backbone>__<key>/`` or a ``shard-K-of-N.h5`` in it. None
+    anywhere else: a file outside the cache root, or not named as an entry, is not one.
+
+    The folders are compared resolved (a cache root reached through a link is the same
+    root); the last part of ``path`` is not followed.
+    """
+    given = Path(path).expanduser()
+    place = given.parent.resolve() / given.name
+    top = Path(root).expanduser().resolve()
+    if len(place.parents) >= 4 and place.parents[1].name == SHARDS_DIR and SHARD_FILE.match(place.name):
+        place = place.parent  # a shard file: the entry is its folder's
+    if place.parent.name == SHARDS_DIR:
+        dataset, name = place.parent.parent, EntryName(place.name)
+    elif place.suffix == SUFFIX:
+        dataset, name = place.parent, EntryName.of(place)
+    else:
+        return None
+    named = SEPARATOR in name.stem and bool(name.backbone) and bool(name.key)
+    if not named or dataset.parent != top or dataset.name.startswith("."):
+        return None
+    return dataset / name.file_name
+
+
 def rows_per_chunk(dim: int, n_rows: int) -> int:
     """Whole-row HDF5 chunks of about 1 MiB, never more rows than the split has."""
     return max(1, min(max(n_rows, 1), CHUNK_BYTES // (4 * max(dim, 1))))
@@ -166,6 +205,13 @@ def array_checksums(features: np.ndarray, labels: np.ndarray) -> tuple[str, str]
 def _update(digest: Any, array: np.ndarray, dtype: str) -> None:
     """Feed ``array``'s bytes as ``dtype`` (little-endian, row-major) to ``digest`` without a copy when it already is."""
     digest.update(np.ascontiguousarray(array, dtype=dtype))
+
+
+def content_key(checksums: Mapping[str, tuple[str, str]]) -> str:
+    """What the features are: a hash of each split's features and labels sha256 (16 hex
+    characters). Two files with the same content key hold the same numbers, whatever
+    their attributes claim; run records and PCA plots are keyed by it."""
+    return short_hash({split: list(pair) for split, pair in sorted(checksums.items())})
 
 
 def cache_key(identity: Mapping[str, Any]) -> str:

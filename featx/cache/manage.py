@@ -3,21 +3,33 @@
 ``featx cache ls | info | rm | verify`` are thin layers over these functions. An entry is
 found by its key, a unique prefix of one, or its path; removing it takes its lock
 (without waiting: a running extraction is never pulled from under its writer).
+
+Only files featx wrote are ever deleted: a file is removed when it lies where the
+layout keeps the entry's files under the cache root (:func:`featx.cache.layout.entry_of`)
+*and* its own attributes say featx wrote it for that entry
+(:func:`featx.cache.reader.entry_kind`, checked by :mod:`featx.core.ownership`). Anything
+else (a user's ``results.h5``, a text file named ``notes.h5``, a copy of an entry kept
+elsewhere, a file in the cache that another entry's attributes claim) is refused with
+one line, and nothing is deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from featx.cache.layout import SHARDS_DIR, EntryName, final_path_of, is_partial, partial_path, shards_dir
-from featx.cache.reader import CacheInfo, read_info
+from featx.cache.layout import SHARD_FILE, SHARDS_DIR, EntryName, entry_of, final_path_of, is_partial, partial_path, shards_dir
+from featx.cache.reader import CacheInfo, entry_kind, read_info
 from featx.core import paths
-from featx.core.errors import CacheBusyError, CacheError
-from featx.core.locks import exclusive, lock_path
+from featx.core.errors import CacheBusyError, CacheError, ForeignFileError
+from featx.core.locks import LOCK_DIR, exclusive, lock_path
+from featx.core.ownership import ensure_removable, foreign_reason
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -51,7 +63,11 @@ def list_entries(cache_dir: str | os.PathLike[str] | None = None) -> list[CacheI
         except CacheError:
             entries.append(
                 CacheInfo(
-                    path=path, key=EntryName.of(path).key, attrs={"damaged": True}, size_bytes=path.stat().st_size, partial=is_partial(path)
+                    path=path,
+                    key=EntryName.of(path).key,
+                    attrs={"damaged": True},
+                    size_bytes=os.lstat(path).st_size,
+                    partial=is_partial(path),
                 )
             )
     return entries
@@ -99,30 +115,83 @@ def find_entry(key: str, cache_dir: str | os.PathLike[str] | None = None) -> Pat
 def remove_entry(key: str, cache_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """Delete the entry matching ``key``: its final file, partial file, shard files and lock file.
 
+    Every file is checked before any is deleted: it must lie in the cache layout under
+    the cache root and carry featx's attributes for this entry (see the module doc).
+
     Raises:
         CacheError: nothing or more than one entry matches.
+        ForeignFileError: the path given is not in the cache, or a file in the entry's
+            place was not written by featx for it; nothing is deleted.
         CacheBusyError: another process is writing it.
     """
-    final = final_path_of(find_entry(key, cache_dir))
+    root = paths.cache_dir(cache_dir)
+    found = find_entry(key, cache_dir)
+    final = entry_of(found, root)
+    if final is None:
+        raise ForeignFileError(
+            f"refusing to remove {found}: it is not an entry of the feature cache ({root}); featx removes only the cache files "
+            "it wrote there (pass --cache-dir when the cache is elsewhere)"
+        )
+    kind = entry_kind(EntryName.of(final).key)
     removed: list[Path] = []
     with entry_lock(final, wait=False):
-        for path in (final, partial_path(final)):
-            if path.exists():
-                path.unlink()
-                removed.append(path)
+        files = [path for path in (final, partial_path(final)) if os.path.lexists(path)]
+        for path in files:
+            ensure_removable(path, kind)
+        for path in files:
+            path.unlink()
+            removed.append(path)
         removed.extend(remove_shards(final))
-    lock_path(final).unlink(missing_ok=True)
+    _remove_lock_file(final)
     return removed
 
 
 def remove_shards(final: Path) -> list[Path]:
-    """Delete the shard folder of an entry (every shard file, partial or final, of any
-    shard count) and return the shard files removed. The caller holds the entry's lock."""
+    """Delete the shard files of an entry (every shard file featx wrote for it, partial or
+    final, of any shard count) and return them; the shard folder goes too once empty.
+    Anything else in the folder is left there, and named in the log. The caller holds
+    the entry's lock."""
     folder = shards_dir(final)
-    if not folder.is_dir():
+    if not folder.is_dir() or folder.is_symlink():
         return []
-    files = sorted(p for p in folder.glob("*.h5"))
-    shutil.rmtree(folder, ignore_errors=True)
+    key = EntryName.of(final).key
+    removed, kept = [], []
+    for path in sorted(folder.iterdir()):
+        if path.name == LOCK_DIR and path.is_dir() and not path.is_symlink():
+            _remove_lock_folder(path)
+            if not path.exists():
+                continue
+        match = SHARD_FILE.match(path.name.replace(".partial.h5", ".h5"))
+        shard = (int(match.group(1)), int(match.group(2))) if match else None
+        if shard is None or foreign_reason(path, entry_kind(key, shard)):
+            kept.append(path.name)
+            continue
+        path.unlink()
+        removed.append(path)
+    if kept:
+        log.warning(
+            "left %d file(s) featx did not write in %s: %s", len(kept), folder, ", ".join(kept[:5]) + (", ..." if len(kept) > 5 else "")
+        )
+        return removed
+    for empty in (folder, folder.parent):  # the entry's folder, then the data set's .shards folder when it was the last one
+        with contextlib.suppress(OSError):
+            empty.rmdir()
+    return removed
+
+
+def _remove_lock_folder(folder: Path) -> None:
+    """The lock files of shard files (``.locks/shard-K-of-N.h5.lock``, plain files featx
+    made), then the folder when nothing else is in it."""
+    for path in folder.iterdir():
+        if SHARD_FILE.match(path.name.removesuffix(".lock").replace(".partial.h5", ".h5")) and stat.S_ISREG(os.lstat(path).st_mode):
+            path.unlink()
     with contextlib.suppress(OSError):
-        folder.parent.rmdir()  # the data set's .shards folder, when it was the last one
-    return files
+        folder.rmdir()
+
+
+def _remove_lock_file(final: Path) -> None:
+    """The entry's lock file (featx's, by its place under ``.locks``): removed when it is a plain file."""
+    path = lock_path(final)
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            path.unlink()

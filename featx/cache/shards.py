@@ -33,7 +33,6 @@ import datetime as _dt
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +65,7 @@ from featx.cache.layout import (
     split_checksums,
 )
 from featx.cache.manage import entry_lock, find_entry
-from featx.cache.reader import CacheInfo, SplitInfo, is_trusted, open_features
+from featx.cache.reader import CacheInfo, SplitInfo, entry_kind, is_trusted, open_features
 from featx.core import paths
 from featx.core.atomic import atomic_path
 from featx.core.errors import CacheError, ConfigError
@@ -75,7 +74,6 @@ from featx.core.faults import fault_point
 log = logging.getLogger(__name__)
 
 FILL_VALUES = {FEATURES: np.float32(np.nan), LABELS: np.int64(-1)}
-_SHARD_NAME = re.compile(r"^shard-(\d+)-of-(\d+)\.h5$")
 
 
 # --------------------------------------------------------------------------- planning
@@ -254,7 +252,7 @@ def shard_sets(final: Path) -> list[ShardSet]:
     by_count: dict[int, dict[int, Path]] = {}
     folder = shards_dir(final)
     for path in folder.glob("shard-*-of-*.h5") if folder.is_dir() else ():
-        match = _SHARD_NAME.match(path.name)
+        match = layout.SHARD_FILE.match(path.name)
         if match:
             by_count.setdefault(int(match.group(2)), {})[int(match.group(1))] = path
     return [
@@ -418,7 +416,7 @@ def _write_stitched(final: Path, infos: Sequence[tuple[Path, CacheInfo]]) -> Non
     relative = [os.path.relpath(path, final.parent) for path, _ in infos]
     with h5py.File(first_path, "r") as handle:
         root = {name: value for name, value in handle.attrs.items() if name not in SHARD_ATTRS}
-    with atomic_path(final) as tmp:
+    with atomic_path(final, kind=entry_kind(EntryName.of(final).key)) as tmp:
         with h5py.File(tmp, "w") as out:
             for name, value in root.items():
                 out.attrs[name] = value

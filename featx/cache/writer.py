@@ -49,9 +49,11 @@ from featx.cache.layout import (
     rows_per_chunk,
     split_checksums,
 )
+from featx.cache.reader import entry_kind
 from featx.core.atomic import fsync_dir, writing
 from featx.core.faults import fault_point
 from featx.core.hashing import jsonable
+from featx.core.ownership import ensure_removable, ensure_replaceable
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +122,16 @@ class CacheWriter:
 
         Raises:
             WriteError: the folder is not writable or the disk is full.
+            ForeignFileError: a file featx did not write is where the entry or its partial
+                file goes (it is left as it is).
         """
+        ensure_replaceable(self.final_path, entry_kind(None))
         with writing(self.partial):
             self.final_path.parent.mkdir(parents=True, exist_ok=True)
             handle = self._try_resume()
             self._check_room(handle)
             if handle is None:
-                self.partial.unlink(missing_ok=True)
+                discard_partial(self.final_path)
                 handle = h5py.File(self.partial, "w")
                 try:
                     self._initialise(handle)
@@ -169,7 +174,7 @@ class CacheWriter:
 
     # resume -------------------------------------------------------------------------
     def _try_resume(self) -> h5py.File | None:
-        if not self.partial.exists():
+        if not self.partial.exists() or not self.partial.is_file():
             return None
         try:
             handle = h5py.File(self.partial, "r+")
@@ -307,10 +312,24 @@ class CacheWriter:
         self.close()
         with writing(self.final_path):
             fault_point("cache.before_rename")
+            ensure_replaceable(self.final_path, entry_kind(None))
             os.replace(self.partial, self.final_path)
         fault_point("cache.after_rename")
         fsync_dir(self.final_path.parent)
         return self.final_path
+
+
+def discard_partial(final: Path) -> None:
+    """Delete the partial file of the entry whose final path is ``final``, when there is
+    one and featx wrote it (a foreign file there is refused, never deleted).
+
+    Raises:
+        ForeignFileError: the file there is not a featx cache file.
+    """
+    partial = partial_path(final)
+    if os.path.lexists(partial):
+        ensure_removable(partial, entry_kind(None))
+        partial.unlink()
 
 
 def _megabytes(n_bytes: float) -> str:

@@ -138,6 +138,9 @@ def info(key: str, cache_dir: str | None) -> None:
 def rm(keys: tuple[str, ...], cache_dir: str | None) -> None:
     """Remove entries (KEY: a key, a unique prefix of one, or a path), partial files included.
 
+    Only files featx wrote in the cache are removed: a path outside the cache, or a file
+    in an entry's place that featx did not write for it, is refused and left as it is.
+
     \b
     Example:
       featx cache rm 3f2a9c

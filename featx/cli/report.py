@@ -36,7 +36,9 @@ def report(ctx: click.Context, out: str | None, no_pca: bool, reports_dir: str |
 
     files = write_report(reports_dir, out=out, pca=not no_pca, command=command_line(ctx))
     click.echo(
-        f"{files.n_runs} run(s) in {files.n_tables} table(s)" + ("; RANDOM WEIGHTS flagged on the page" if files.random_weights else "")
+        f"{files.n_runs} run(s) in {files.n_tables} table(s)"
+        + ("; RANDOM WEIGHTS flagged on the page" if files.random_weights else "")
+        + (f"; {len(files.skipped)} unreadable record file(s) skipped, listed on the page" if files.skipped else "")
     )
     click.echo(f"comparison: {files.csv}, {files.markdown}")
     click.echo(str(files.html))

@@ -1,7 +1,9 @@
 """Atomic file replacement: a reader sees the old file or the new one, never half of one.
 
 A write that fails for lack of space or permission raises :class:`~featx.core.errors.WriteError`
-(one line for the user), and the file that was there before is left as it was.
+(one line for the user), and the file that was there before is left as it was. Every
+write names the kind of file it writes (:class:`~featx.core.ownership.FileKind`): a file
+already in its place is replaced only when featx wrote it as that kind.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from featx.core.errors import WriteError
 from featx.core.faults import fault_point
+from featx.core.ownership import FileKind, ensure_replaceable
 
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
@@ -75,16 +78,23 @@ def writing(path: str | os.PathLike[str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, kind: FileKind) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
     On an exception the temporary file is removed and ``path`` is left untouched.
 
+    Args:
+        path: the file to write.
+        kind: what it is; a file already at ``path`` must be featx's own of this kind.
+
     Raises:
+        ForeignFileError: a file featx did not write (or of another kind) is at ``path``;
+            checked before anything is written, and again just before the rename.
         WriteError: the folder cannot be created or written, or the disk is full (also
             when the block's own writing fails so).
     """
     target = Path(path)
+    ensure_replaceable(target, kind)
     with writing(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -97,6 +107,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
             fault_point("atomic.before_replace")
+            ensure_replaceable(target, kind)  # nothing took its place while the block ran
             os.replace(tmp, target)
         fsync_dir(target.parent)
     except BaseException:
@@ -104,13 +115,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and return the path."""
-    with atomic_path(path) as tmp:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, kind: FileKind) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`) and return the path."""
+    with atomic_path(path, kind=kind) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically and return the path."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, kind: FileKind) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_path`) and return the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"), kind=kind)

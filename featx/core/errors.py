@@ -83,6 +83,11 @@ class WriteError(FeatxError):
     disk is full, or the folder is not writable. What was there before is untouched."""
 
 
+class ForeignFileError(FeatxError):
+    """featx was asked to delete or write over a file it did not write (a user's own data,
+    another kind of featx file, a folder, a link); it leaves the file as it is."""
+
+
 class FitError(FeatxError):
     """Stage two cannot fit or score on the given features."""
 

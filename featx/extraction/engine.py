@@ -37,7 +37,7 @@ from featx.cache.layout import SPLITS, cache_key, entry_path, partial_path
 from featx.cache.manage import entry_lock, remove_shards
 from featx.cache.reader import is_trusted
 from featx.cache.shards import ShardResult, ShardSpec
-from featx.cache.writer import CacheWriter, SplitPlan
+from featx.cache.writer import CacheWriter, SplitPlan, discard_partial
 from featx.core.console import progress
 from featx.core.errors import ConfigError, FeatxError, ImageReadError, WriteError
 from featx.core.faults import fault_point
@@ -400,9 +400,9 @@ def _discard(path: Path) -> None:
     """--force: start from an empty partial file. The entry in place stays readable
     until the new one replaces it, so a failed recomputation (a full disk) loses nothing."""
     stale = partial_path(path)
-    if stale.exists():
+    if os.path.lexists(stale):
         log.info("--force: removing %s", stale)
-        stale.unlink()
+        discard_partial(path)
 
 
 def _has_files(dataset: ImageDataset) -> bool:
@@ -578,7 +578,8 @@ def _write(
     except FeatxError:
         # bad input (an unreadable image): the partial rows describe a data set the user
         # must fix first, and fixing it changes the key; leave nothing behind
-        partial_path(path).unlink(missing_ok=True)
+        with contextlib.suppress(FeatxError):
+            discard_partial(path)
         raise
     except KeyboardInterrupt:
         log.warning("interrupted: rows written so far are kept in %s; run the same command again to resume", partial_path(path).name)

@@ -73,10 +73,11 @@ class FitConfig(Config):
         """The full grid (the ``grid`` field, which holds every parameter once built)."""
         return self.grid
 
-    def identity(self, features_key: str) -> dict[str, Any]:
-        """What the run key hashes: the features and everything that changes the numbers."""
+    def identity(self, features: str) -> dict[str, Any]:
+        """What the run key hashes: the features (their content key, what they are) and
+        everything that changes the numbers."""
         return {
-            "features_key": features_key,
+            "features": features,
             "clf": self.clf,
             "estimator_params": self.spec.fixed_params(self.seed),
             "grid": {name: list(values) for name, values in self.grid.items()},

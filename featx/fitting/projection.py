@@ -23,11 +23,12 @@ from typing import Annotated, Any
 
 import numpy as np
 
-from featx.cache.reader import open_features, read_split, resolve_features
+from featx.cache.reader import features_content, open_features, read_split, resolve_features
 from featx.core import figures, paths
 from featx.core.atomic import atomic_write_bytes, atomic_write_text
 from featx.core.errors import FitError
 from featx.core.hashing import jsonable
+from featx.core.ownership import FileKind, json_with
 from featx.core.paths import safe_name
 from featx.core.schema import Config, PositiveInt, Seed, prepare
 from featx.fitting.classifiers import Scale, make_scaler, parse_scale
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 PCA_DIR = "pca"
 VARIANCE_MARKS = (0.9, 0.95, 0.99)
+#: the numbers behind a feature file's PCA plots, as featx writes them
+SUMMARY_KIND = FileKind("PCA summary", json_with("features", "explained_variance_ratio", "scatter_png"))
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,11 @@ def pca(
     path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
     info = open_features(path, splits=("train", "test"))
     data_set, backbone = source_names(info)
+    content = features_content(info, ("train", "test"))
     stem = pca_stem(backbone, info.key, scale)
     folder = paths.reports_dir(reports_dir) / PCA_DIR
     if skip_existing:
-        found = existing_pca(folder / f"{stem}.json", key=info.key, per_class=per_class, seed=seed)
+        found = existing_pca(folder / f"{stem}.json", key=info.key, content=content, per_class=per_class, seed=seed)
         if found is not None:
             log.info("PCA plots of %s are up to date: %s", path.name, found.scatter_png)
             return found
@@ -168,10 +172,11 @@ def pca(
     scatter = atomic_write_bytes(
         folder / f"{stem}__scatter.png",
         _scatter_png(points, y_test[sample], class_names, ratio, f"{title}\ntest split, up to {per_class} points per class"),
+        kind=figures.PNG_KIND,
     )
-    variance = atomic_write_bytes(folder / f"{stem}__variance.png", _variance_png(ratio, components_for, title))
+    variance = atomic_write_bytes(folder / f"{stem}__variance.png", _variance_png(ratio, components_for, title), kind=figures.PNG_KIND)
     summary = {
-        "features": {"path": str(path), "key": info.key, "backbone": backbone, "dataset": data_set},
+        "features": {"path": str(path), "key": info.key, "content": content, "backbone": backbone, "dataset": data_set},
         "scale": Scale(scale).value,
         "n_train": int(X.shape[0]),
         "feature_dim": int(X.shape[1]),
@@ -183,7 +188,7 @@ def pca(
         "scatter_png": scatter.name,
         "variance_png": variance.name,
     }
-    summary_path = atomic_write_text(folder / f"{stem}.json", json.dumps(jsonable(summary), indent=2) + "\n")
+    summary_path = atomic_write_text(folder / f"{stem}.json", json.dumps(jsonable(summary), indent=2) + "\n", kind=SUMMARY_KIND)
     log.info("PCA of %s: %s components hold 90%% of the variance; plots in %s", path.name, components_for["90%"], folder)
     return PcaResult(scatter, variance, summary_path, ratio, components_for, len(sample))
 
@@ -193,12 +198,16 @@ def pca_stem(backbone: str, key: str, scale: Scale | str) -> str:
     return f"{safe_name(backbone)}__{safe_name(key)}__{Scale(scale).value}"
 
 
-def existing_pca(summary_json: Path, *, key: str, per_class: int | None = None, seed: int | None = None) -> PcaResult | None:
+def existing_pca(
+    summary_json: Path, *, key: str, content: str | None, per_class: int | None = None, seed: int | None = None
+) -> PcaResult | None:
     """The PCA files described by ``summary_json``, when they are all there and match.
 
     Args:
         summary_json: ``<reports>/pca/<stem>.json``.
         key: the features key the plots must be of.
+        content: what the features must be (their content key); None (a run record
+            written before it was recorded) compares ``key`` only.
         per_class, seed: the sample they must have been drawn with (None: any).
 
     Returns:
@@ -209,7 +218,9 @@ def existing_pca(summary_json: Path, *, key: str, per_class: int | None = None, 
         summary = json.loads(summary_json.read_text(encoding="utf-8"))
         scatter = summary_json.parent / summary["scatter_png"]
         variance = summary_json.parent / summary["variance_png"]
-        matches = summary["features"]["key"] == key and per_class in (None, summary["sample_per_class"]) and seed in (None, summary["seed"])
+        drawn = summary["features"]
+        same = drawn["key"] == key and (content is None or drawn.get("content") == content)
+        matches = same and per_class in (None, summary["sample_per_class"]) and seed in (None, summary["seed"])
         if not (matches and scatter.is_file() and variance.is_file()):
             return None
         return PcaResult(

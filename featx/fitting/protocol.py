@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from featx._version import __version__
-from featx.cache.reader import CacheInfo, open_features, read_split, resolve_features
+from featx.cache.reader import CacheInfo, features_content, open_features, read_split, resolve_features
 from featx.core.console import progress
 from featx.core.errors import FitError
 from featx.core.hashing import jsonable
@@ -53,10 +53,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Where a run's files go, known before fitting (from the config and the file's attributes)."""
+    """Where a run's files go, known before fitting (from the config and the file's attributes).
+
+    ``content`` is what the features are (their checksums' content key); the run key
+    hashes it, not the ``key`` attribute of the file, so that a copy of an entry edited
+    under its original key never passes for it.
+    """
 
     features_path: Path
     info: CacheInfo
+    content: str
     key: str
     dataset: str
     backbone: str
@@ -85,10 +91,11 @@ def plan_run(
     """
     path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
     info = open_features(path, splits=("train", "test"))
-    key = run_key(config.identity(info.key))
+    content = features_content(info, ("train", "test"))
+    key = run_key(config.identity(content))
     data_set, backbone = source_names(info)
     stem = run_stem(dataset=data_set, backbone=backbone, features_key=info.key, clf=config.clf, key=key)
-    return RunPlan(features_path=path, info=info, key=key, dataset=data_set, backbone=backbone, stem=stem)
+    return RunPlan(features_path=path, info=info, content=content, key=key, dataset=data_set, backbone=backbone, stem=stem)
 
 
 def find_existing(
@@ -437,6 +444,7 @@ def _feature_source(plan: RunPlan, data: _Data) -> FeatureSource:
             name: {"n_rows": s.n_rows, "seconds": s.seconds, "images_per_second": s.images_per_second, "device": s.device}
             for name, s in plan.info.splits.items()
         },
+        content=plan.content,
     )
 
 

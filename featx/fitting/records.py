@@ -5,16 +5,18 @@ Layout under the reports root (``reports/`` or ``FEATX_REPORTS_DIR``)::
     runs/<dataset>/<backbone>__<features key>__<clf>__<run key>.json     the record
     runs/<dataset>/<backbone>__<features key>__<clf>__<run key>.joblib   the fitted Pipeline
 
-The run key is a hash of everything that changes the numbers (features key, classifier
-and its fixed parameters, grid, folds, scaling, PCA, seed), so the same request maps to
-the same files and an up-to-date record can be found without fitting
-(:func:`existing_record`). The model is written first and the record last, both
+The run key is a hash of everything that changes the numbers (what the features are,
+by their checksums, not the key their file claims; the classifier and its fixed
+parameters, grid, folds, scaling, PCA, seed), so the same request maps to the same files
+and an up-to-date record can be found without fitting (:func:`existing_record`). The model is written first and the record last, both
 atomically and under a lock (two runs saving the same record take turns): a record on
 disk always has its model, and carries the model file's sha256 (``model_sha256``).
 A joblib file is a pickle, and unpickling runs code: :func:`load_model` loads only a
 model whose file still has the checksum its record was written with. The schema is
 documented in the README ("Run records"); :data:`SCHEMA_VERSION` changes when a field
-changes meaning (a new optional field does not change it).
+changes meaning (a new optional field does not change it). A record is checked field by
+field when it is read (types, and the shapes that must agree with its class list): one
+that fails is skipped with its file named (:func:`scan_records`), never half-used.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ from featx.cache.layout import EntryName
 from featx.cache.reader import CacheInfo
 from featx.core import paths
 from featx.core.atomic import atomic_path, atomic_write_text
+from featx.core.console import quote, shorten
 from featx.core.errors import ReportError
 from featx.core.faults import fault_point
 from featx.core.hashing import file_sha256, jsonable, short_hash
 from featx.core.locks import exclusive
+from featx.core.ownership import FileKind, json_with, starts_with
 from featx.core.paths import safe_name
+from featx.core.schema import format_location
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,10 @@ SCHEMA_VERSION = 1
 RUNS_DIR = "runs"
 RECORD_SUFFIX = ".json"
 MODEL_SUFFIX = ".joblib"
+#: a run record as featx writes it: a JSON object with these fields
+RECORD_KIND = FileKind("run record", json_with("schema_version", "run_key", "record_file"))
+#: a fitted model as featx writes it (``joblib.dump``, uncompressed): a pickle
+MODEL_KIND = FileKind("fitted model (joblib)", starts_with(b"\x80"))
 
 
 def run_key(identity: Mapping[str, Any]) -> str:
@@ -110,6 +119,8 @@ class FeatureSource:
         attrs: every root attribute of the file except ``class_names`` (input size,
             mean, std, interpolation, precision, timm/torch versions, created, ...).
         splits: per split: ``n_rows``, ``seconds``, ``images_per_second``, ``device``.
+        content: what the features are: :func:`featx.cache.layout.content_key` of the
+            splits' checksums (None in records written before it was recorded).
     """
 
     path: str
@@ -122,6 +133,14 @@ class FeatureSource:
     n_test: int
     attrs: dict[str, Any] = field(default_factory=dict)
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    content: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """What tells these features from others in the report: the key of their file and
+        what they are (their content key; records written before it was recorded have the
+        key alone). An edited copy of an entry keeps its key but not its content."""
+        return f"{self.key}:{self.content}" if self.content else self.key
 
 
 @dataclass(frozen=True)
@@ -174,26 +193,57 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
-        """Rebuild a record from :meth:`to_dict` output.
+        """Rebuild a record from :meth:`to_dict` output (or the JSON of a record file),
+        checking every field's type and that the per-class results match the class list.
 
         Raises:
-            ReportError: another schema version, or fields missing or unknown.
+            ReportError: another schema version, fields missing or unknown, a value of the
+                wrong type or shape (the message names the field).
         """
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ReportError(
-                f"run record has schema version {version}, this featx reads version {SCHEMA_VERSION}; fit again to refresh it"
+                f"run record has schema version {quote(version)}, this featx reads version {SCHEMA_VERSION}; fit again to refresh it"
             )
         names = {f.name for f in dataclasses.fields(cls)}
         missing = sorted(n for n in names if n not in data and _required(cls, n))
         unknown = sorted(set(data) - names)
         if missing or unknown:
-            raise ReportError(f"malformed run record: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
-        values = dict(data)
-        values["features"] = FeatureSource(**data["features"])
-        values["cv_results"] = [GridPointScore(**point) for point in data["cv_results"]]
-        values["per_class"] = [ClassScore(**row) for row in data["per_class"]]
-        return cls(**values)
+            raise ReportError(
+                f"malformed run record: missing {missing or 'nothing'}, unknown {shorten(str(unknown)) if unknown else 'nothing'}"
+            )
+        from pydantic import ValidationError
+
+        try:
+            record: RunRecord = _adapter().validate_json(json.dumps(jsonable(data)), strict=True)
+        except ValidationError as error:
+            detail = error.errors(include_url=False)[0]
+            where = format_location(detail["loc"]) or "record"
+            raise ReportError(f"malformed run record: {where}: {shorten(detail['msg'])}, got {quote(detail.get('input'))}") from None
+        problem = record._inconsistency()
+        if problem:
+            raise ReportError(f"malformed run record: {problem}")
+        return record
+
+    def _inconsistency(self) -> str | None:
+        """What disagrees inside the record (shapes against the class list, scores out of range), or None."""
+        n_classes = len(self.class_names)
+        if len(self.confusion_matrix) != n_classes or any(len(row) != n_classes for row in self.confusion_matrix):
+            return f"confusion_matrix is not {n_classes} x {n_classes}, one row and column per name in class_names"
+        if len(self.per_class) != n_classes:
+            return f"per_class has {len(self.per_class)} rows for {n_classes} class_names"
+        if not self.cv_results:
+            return "cv_results is empty"
+        for split, facts in self.features.splits.items():
+            for name in ("n_rows", "seconds", "images_per_second"):
+                value = facts.get(name)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    return f"features.splits.{split}.{name} is {quote(value)}, not a number"
+        for name in ("test_accuracy", "cv_best_score", "macro_f1", "top5_accuracy"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                return f"{name} is {value}, not a fraction between 0 and 1"
+        return None
 
     def path(self, reports_dir: str | os.PathLike[str] | None = None) -> Path:
         """Where this record lives under the reports root."""
@@ -202,6 +252,19 @@ class RunRecord:
     def model_path(self, reports_dir: str | os.PathLike[str] | None = None) -> Path:
         """Where this run's fitted Pipeline lives under the reports root."""
         return paths.reports_dir(reports_dir) / self.model_file
+
+
+def _adapter() -> Any:
+    """The pydantic validator of :class:`RunRecord` (built once, when a record is first read)."""
+    global _ADAPTER
+    if _ADAPTER is None:
+        from pydantic import TypeAdapter
+
+        _ADAPTER = TypeAdapter(RunRecord)
+    return _ADAPTER
+
+
+_ADAPTER: Any = None
 
 
 def _required(cls: type, name: str) -> bool:
@@ -227,30 +290,33 @@ def save_run(record: RunRecord, model: Any, reports_dir: str | os.PathLike[str] 
     record_path, model_path = record.path(reports_dir), record.model_path(reports_dir)
     with exclusive(record_path, on_wait=lambda: log.info("another featx process is saving %s; waiting for it", record_path.name)):
         fault_point("records.locked")
-        with atomic_path(model_path) as tmp:
+        with atomic_path(model_path, kind=MODEL_KIND) as tmp:
             joblib.dump(model, tmp)
             saved = dataclasses.replace(record, model_sha256=file_sha256(tmp))
-        atomic_write_text(record_path, saved.to_json())
+        atomic_write_text(record_path, saved.to_json(), kind=RECORD_KIND)
     return saved
 
 
 def load_record(path: str | os.PathLike[str]) -> RunRecord:
-    """Read one run record.
+    """Read one run record, checked field by field (:meth:`RunRecord.from_dict`).
 
     Raises:
-        ReportError: unreadable, not JSON, or not a record of this schema.
+        ReportError: unreadable, not JSON, not a record of this schema, or a field of the
+            wrong type or shape; the message names the file.
     """
     file_path = Path(path)
     try:
-        data = json.loads(file_path.read_text(encoding="utf-8"))
+        if not file_path.is_file():
+            raise OSError(f"{file_path} is not a regular file")
+        data = json.loads(file_path.read_bytes().decode("utf-8"))
     except (OSError, ValueError) as error:
-        raise ReportError(f"cannot read run record {file_path}: {error}") from None
+        raise ReportError(f"cannot read run record {file_path}: {shorten(str(error))}") from None
     if not isinstance(data, dict):
-        raise ReportError(f"{file_path} is not a run record")
+        raise ReportError(f"{file_path} is not a run record (a JSON object)")
     try:
         return RunRecord.from_dict(data)
-    except (TypeError, KeyError) as error:
-        raise ReportError(f"malformed run record {file_path}: {error}") from None
+    except ReportError as error:
+        raise ReportError(f"{file_path}: {error}") from None
 
 
 def load_model(record: RunRecord | str | os.PathLike[str], reports_dir: str | os.PathLike[str] | None = None) -> Any:
@@ -321,11 +387,41 @@ def existing_record(record_file: str, key: str, reports_dir: str | os.PathLike[s
     return record
 
 
-def iter_records(reports_dir: str | os.PathLike[str] | None = None) -> Iterator[RunRecord]:
-    """Every readable run record under ``<reports>/runs/``, sorted by path; others are logged and skipped."""
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A file under ``runs/`` that is not a readable run record, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordScan:
+    """Every run record under a reports root: those read, and the files skipped."""
+
+    records: list[RunRecord]
+    skipped: list[SkippedRecord]
+
+
+def scan_records(reports_dir: str | os.PathLike[str] | None = None) -> RecordScan:
+    """Read every run record under ``<reports>/runs/``, sorted by path.
+
+    A file that is not a valid record of this schema (unreadable, truncated, another
+    schema version, a field of the wrong type) is skipped, logged with its name, and
+    listed in :attr:`RecordScan.skipped` (the report shows them).
+    """
     root = paths.reports_dir(reports_dir) / RUNS_DIR
+    records, skipped = [], []
     for path in sorted(root.glob(f"*/*{RECORD_SUFFIX}")):
         try:
-            yield load_record(path)
+            records.append(load_record(path))
         except ReportError as error:
             log.warning("skipping %s", error)
+            skipped.append(SkippedRecord(path, str(error).removeprefix(f"{path}: ")))
+    return RecordScan(records, skipped)
+
+
+def iter_records(reports_dir: str | os.PathLike[str] | None = None) -> Iterator[RunRecord]:
+    """Every readable run record under ``<reports>/runs/``, sorted by path; others are
+    logged with their file name and skipped (:func:`scan_records` lists them)."""
+    yield from scan_records(reports_dir).records

@@ -85,7 +85,7 @@ def select_runs(records: Iterable[RunRecord]) -> Selection:
         [
             {
                 "group": test_set_key(r),
-                "features_key": r.features.key,
+                "features_id": r.features.identity,
                 "column": classifier_label(r.clf, r.scale, r.pca),
                 "column_order": (order.get(r.clf, len(order)), r.scale != CLASSIC_SCALE, r.pca or 0),
                 "created": r.created,
@@ -97,14 +97,14 @@ def select_runs(records: Iterable[RunRecord]) -> Selection:
         ]
     )
     frame = frame.sort_values("created", kind="stable")
-    cells = ["group", "features_key", "column"]
+    cells = ["group", "features_id", "column"]
     counts = frame.groupby(cells, sort=False)["run_key"].transform("size")
     frame = frame.assign(n_records=counts).drop_duplicates(cells, keep="last")
     superseded = {key: int(n) - 1 for key, n in zip(frame["run_key"], frame["n_records"]) if n > 1}
     group_order = {g: i for i, g in enumerate(dict.fromkeys(frame["group"]))}
-    row_best = frame.groupby(["group", "features_key"])["test_accuracy"].transform("max")
+    row_best = frame.groupby(["group", "features_id"])["test_accuracy"].transform("max")
     frame = frame.assign(group_order=frame["group"].map(group_order), row_best=row_best).sort_values(
-        ["group_order", "row_best", "features_key", "column_order"], ascending=[True, False, True, True], kind="stable"
+        ["group_order", "row_best", "features_id", "column_order"], ascending=[True, False, True, True], kind="stable"
     )
     return Selection(frame.reset_index(drop=True), superseded)
 
@@ -121,7 +121,7 @@ def comparison_frame(selection: Selection) -> pd.DataFrame:
                     "dataset": f.dataset,
                     "n_train": f.n_train,
                     "n_test": f.n_test,
-                    "backbone": labels[f.key],
+                    "backbone": labels[f.identity],
                     "weights": weights_text(f.attrs),
                     "random_weights": weights_kind(f.attrs) == "random",
                     "classifier": classifier_label(record.clf, record.scale, record.pca),
@@ -143,8 +143,9 @@ def comparison_frame(selection: Selection) -> pd.DataFrame:
 
 
 def row_labels(group: pd.DataFrame) -> dict[str, str]:
-    """Row label per features key: the backbone, made unique within the table by what differs."""
-    sources = {r.features.key: r.features for r in group["record"]}
+    """Row label per features (their identity: what they are): the backbone, made unique
+    within the table by what differs."""
+    sources = {r.features.identity: r.features for r in group["record"]}
     by_name: dict[str, list[str]] = {}
     for key, source in sources.items():
         by_name.setdefault(source.backbone, []).append(key)
@@ -172,7 +173,7 @@ def row_labels(group: pd.DataFrame) -> dict[str, str]:
 def extraction_frame(records: Sequence[RunRecord], labels: Mapping[str, str]) -> pd.DataFrame:
     """Extraction facts, one row per feature file of a table (the cache key is in the backbone's section)."""
     rows = []
-    for key, f in {r.features.key: r.features for r in records}.items():
+    for key, f in {r.features.identity: r.features for r in records}.items():
         a, train = f.attrs, f.splits.get("train", {})
         seconds = sum(float(s.get("seconds") or 0) for s in f.splits.values())
         rate = train.get("images_per_second")
@@ -208,6 +209,6 @@ def input_text(attrs: Mapping[str, Any]) -> str:
 
 
 def triple_text(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return ", ".join(f"{float(v):.3g}" for v in value)
     return str(value if value is not None else "-")

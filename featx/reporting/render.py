@@ -26,8 +26,9 @@ import pandas as pd
 from featx._version import __version__
 from featx.core import paths
 from featx.core.atomic import atomic_write_text
-from featx.core.errors import ReportError
-from featx.fitting.records import RUNS_DIR, iter_records
+from featx.core.errors import ConfigError, ReportError
+from featx.core.ownership import FileKind, contains, ensure_replaceable, starts_with
+from featx.fitting.records import RUNS_DIR, SkippedRecord, scan_records
 from featx.reporting.model import comparison_frame, select_runs
 from featx.reporting.provenance import provenance, read_manifests
 from featx.reporting.views import TableView, pct, pp, table_view
@@ -38,6 +39,10 @@ REPORT_FILE = "index.html"
 CSV_FILE = "comparison.csv"
 MARKDOWN_FILE = "comparison.md"
 TEMPLATE = "report.html.j2"
+#: a page featx wrote: the template's head names featx as its generator
+PAGE_KIND = FileKind("report page", contains(b'<meta name="generator" content="featx '))
+CSV_KIND = FileKind("comparison table (CSV)", starts_with(b"dataset,n_train,n_test,backbone,"))
+MARKDOWN_KIND = FileKind("comparison (Markdown)", starts_with(b"# featx comparison"))
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class ReportFiles:
         n_runs: runs shown (one per cell).
         n_tables: test sets (one table each).
         random_weights: whether any features shown were made with random weights.
+        skipped: files under ``runs/`` that are not readable run records (listed on the page).
     """
 
     html: Path
@@ -59,6 +65,7 @@ class ReportFiles:
     n_runs: int
     n_tables: int
     random_weights: bool
+    skipped: tuple[SkippedRecord, ...] = ()
 
 
 def report(
@@ -88,12 +95,25 @@ def report(
 
     Raises:
         ReportError: there are no readable run records.
+        ConfigError: ``out`` is named like the CSV or Markdown file beside it.
+        ForeignFileError: a file featx did not write as that kind (a run record, an image,
+            any file of yours) is where the page, the CSV or the Markdown would go;
+            checked before anything is written.
     """
     root = paths.reports_dir(reports_dir)
-    records = list(iter_records(root))
+    scan = scan_records(root)
+    records = scan.records
     if not records:
-        raise ReportError(f"no run records under {root / RUNS_DIR}; run `featx fit` (or `featx run PIPELINE.yaml`, or `featx demo`) first")
+        skipped = f" ({len(scan.skipped)} file(s) there are not readable records: see the log)" if scan.skipped else ""
+        raise ReportError(
+            f"no run records under {root / RUNS_DIR}{skipped}; run `featx fit` (or `featx run PIPELINE.yaml`, or `featx demo`) first"
+        )
     html_path = Path(out).expanduser() if out is not None else root / REPORT_FILE
+    if html_path.name in (CSV_FILE, MARKDOWN_FILE):
+        raise ConfigError(f"{html_path.name} is the name of the file written beside the page; name the page otherwise", field="out")
+    csv_path, md_path = html_path.with_name(CSV_FILE), html_path.with_name(MARKDOWN_FILE)
+    for path, kind in ((html_path, PAGE_KIND), (csv_path, CSV_KIND), (md_path, MARKDOWN_KIND)):
+        ensure_replaceable(path, kind)
     selection = select_runs(records)
     tables = [table_view(frame, selection, root, pca=pca) for _, frame in selection.frame.groupby("group", sort=False)]
     manifests = read_manifests(root)
@@ -111,14 +131,14 @@ def report(
         "manifests": manifests,
         "provenance": provenance(shown, command=command or _default_command(reports_dir, out), generated=generated),
         "reports_dir": str(root),
+        "skipped": [{"file": str(item.path.relative_to(root)), "reason": item.reason} for item in scan.skipped],
     }
     html = render(context)
-    csv_path, md_path = html_path.with_name(CSV_FILE), html_path.with_name(MARKDOWN_FILE)
-    atomic_write_text(csv_path, comparison_frame(selection).to_csv(index=False))
-    atomic_write_text(md_path, comparison_markdown(tables, generated=generated))
-    atomic_write_text(html_path, html)
+    atomic_write_text(csv_path, comparison_frame(selection).to_csv(index=False), kind=CSV_KIND)
+    atomic_write_text(md_path, comparison_markdown(tables, generated=generated), kind=MARKDOWN_KIND)
+    atomic_write_text(html_path, html, kind=PAGE_KIND)
     log.info("report: %d run(s) in %d table(s): %s", len(shown), len(tables), html_path)
-    return ReportFiles(html_path, csv_path, md_path, len(shown), len(tables), n_random > 0)
+    return ReportFiles(html_path, csv_path, md_path, len(shown), len(tables), n_random > 0, tuple(scan.skipped))
 
 
 def _default_command(reports_dir: str | os.PathLike[str] | None, out: str | os.PathLike[str] | None) -> str:

@@ -133,12 +133,12 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
     first = records[0].features
     labels = row_labels(group)
     columns = tuple(dict.fromkeys(group.sort_values("column_order", kind="stable")["column"]))
-    row_keys = list(dict.fromkeys(group["features_key"]))
-    table = group.pivot(index="features_key", columns="column", values="record").reindex(index=row_keys, columns=list(columns))
+    row_keys = list(dict.fromkeys(group["features_id"]))
+    table = group.pivot(index="features_id", columns="column", values="record").reindex(index=row_keys, columns=list(columns))
     best_value = float(group["test_accuracy"].max())
     rows = []
     for key, line in table.iterrows():
-        source = next(r.features for r in records if r.features.key == key)
+        source = next(r.features for r in records if r.features.identity == key)
         cells = []
         for record in line:
             cells.append(
@@ -157,11 +157,13 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
         rows.append(
             Row(labels[key], anchor("features", key), weights_text(source.attrs), weights_kind(source.attrs) == "random", tuple(cells))
         )
-    winners = [f"{labels[r.features.key]} + {classifier_label(r.clf, r.scale, r.pca)}" for r in records if r.test_accuracy == best_value]
+    winners = [
+        f"{labels[r.features.identity]} + {classifier_label(r.clf, r.scale, r.pca)}" for r in records if r.test_accuracy == best_value
+    ]
     best = f"Best: {' and '.join(winners)}, {pct(best_value)} test accuracy."
     features = []
     for key in row_keys:
-        runs = [r for r in records if r.features.key == key]
+        runs = [r for r in records if r.features.identity == key]
         features.append(_feature_view(runs, labels[key], selection, root, pca=pca))
     n_classes = len(records[0].class_names)
     limit = first.attrs.get("limit")
@@ -241,21 +243,21 @@ def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, r
     ]
     scales = list(dict.fromkeys(r.scale for r in runs))
     return FeatureView(
-        anchor=anchor("features", f.key),
+        anchor=anchor("features", f.identity),
         label=label,
         weights=weights_text(a),
         random=random,
         facts=tuple(facts),
-        pca=tuple(_pca_view(f.path, f.backbone, f.key, scale, root, draw=pca) for scale in scales),
+        pca=tuple(_pca_view(f.path, f.backbone, f.key, f.content, scale, root, draw=pca) for scale in scales),
         runs=tuple(_run_view(r, label, selection) for r in runs),
         command=extract_command(a, f.backbone),
     )
 
 
-def _pca_view(features_path: str, backbone: str, key: str, scale: str, root: Path, *, draw: bool) -> PcaView:
+def _pca_view(features_path: str, backbone: str, key: str, content: str | None, scale: str, root: Path, *, draw: bool) -> PcaView:
     from featx.fitting.projection import PCA_DIR, existing_pca, pca, pca_stem
 
-    found = existing_pca(root / PCA_DIR / f"{pca_stem(backbone, key, scale)}.json", key=key)
+    found = existing_pca(root / PCA_DIR / f"{pca_stem(backbone, key, scale)}.json", key=key, content=content)
     if found is None and draw:
         if not Path(features_path).is_file():
             return PcaView(scale, note=f"no PCA plot: the features file {features_path} is no longer in the cache")

@@ -37,6 +37,7 @@ from featx._version import __version__
 from featx.core import paths
 from featx.core.atomic import atomic_write_text
 from featx.core.errors import FeatxError
+from featx.core.ownership import FileKind, json_with
 from featx.core.paths import safe_name
 from featx.extraction.config import ExtractRequest
 from featx.fitting.classifiers import classifier_label
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
     from featx.reporting.render import ReportFiles
 
 log = logging.getLogger(__name__)
+
+#: the manifest of a ``featx run``, as featx writes it under ``reports/pipelines/``
+MANIFEST_KIND = FileKind("pipeline manifest", json_with("name", "spec", "tasks"))
 
 # --------------------------------------------------------------------------- task functions
 
@@ -343,4 +347,4 @@ def write_manifest(
         ],
     }
     path = paths.reports_dir(reports_dir) / "pipelines" / f"{safe_name(spec.name)}.json"
-    return atomic_write_text(path, json.dumps(jsonable(data), indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(jsonable(data), indent=2) + "\n", kind=MANIFEST_KIND)
