@@ -22,14 +22,17 @@ imports dask.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featx._version import __version__
+from featx.core.console import quote, shorten
 from featx.core.errors import ConfigError, SchedulerError
 
 if TYPE_CHECKING:  # dask is imported only when a scheduler is given
@@ -120,8 +123,8 @@ def connect(address: str | None, *, timeout: float = CONNECT_TIMEOUT, worker_tim
 
     Raises:
         SchedulerError: dask is not installed; the scheduler cannot be reached within
-            ``timeout`` (the message names the address); no worker joined; or the
-            workers cannot run this featx.
+            ``timeout``, or what answers there is not a Dask scheduler (the message names
+            the address); no worker joined; or the workers cannot run this featx.
         ConfigError: a malformed address.
     """
     address = scheduler_address(address)
@@ -181,20 +184,100 @@ def _local_cluster(n_workers: int) -> Any:
 
 
 def _remote_client(parsed: SchedulerAddress, *, timeout: float) -> Any:
+    """A client of a running scheduler, once :func:`probe` has found one there."""
     from distributed import Client
 
+    address = _scheduler_file_address(parsed.scheduler_file) if parsed.scheduler_file is not None else parsed.text
+    probe(address, timeout=timeout)
     try:
-        if parsed.scheduler_file is not None:
-            if not parsed.scheduler_file.is_file():
-                raise SchedulerError(f"scheduler file not found: {parsed.scheduler_file}")
-            return Client(scheduler_file=str(parsed.scheduler_file), timeout=timeout)
-        return Client(parsed.text, timeout=timeout)
-    except (OSError, TimeoutError, ValueError) as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError, MemoryError) as error:
+        raise _unreachable(parsed.text, timeout, " ".join(str(error).split()) or type(error).__name__) from None
+
+
+def _unreachable(address: str, timeout: float, reason: str) -> SchedulerError:
+    return SchedulerError(
+        f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({shorten(reason)}); "
+        f"start one (`dask scheduler`, then `dask worker ADDRESS`), check --scheduler / {SCHEDULER_ENV}, or use local:N"
+    )
+
+
+def _scheduler_file_address(path: Path) -> str:
+    """The address a scheduler file (``dask scheduler --scheduler-file``) holds."""
+    try:
+        if not path.is_file():
+            raise SchedulerError(f"scheduler file not found: {path}")
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        address = data["address"]
+        if not isinstance(address, str):
+            raise TypeError(address)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SchedulerError(f"{path} is not a Dask scheduler file (no address in it: {shorten(str(error))})") from None
+    return address
+
+
+def probe(address: str, *, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
+    """Ask ``address`` who it is (Dask's ``identity`` call) and make sure a Dask scheduler
+    answers, all within ``timeout`` seconds.
+
+    Connecting and the answer run under one deadline, in a thread of their own: a port
+    where something else listens (an HTTP server, the dashboard's port) may accept the
+    connection and then say nothing, or answer with bytes that Dask's protocol would take
+    for the length of an exabyte-sized message. Neither may hang or crash the command.
+
+    Returns:
+        The scheduler's identity (``type``, ``address``, ``workers``, ...).
+
+    Raises:
+        SchedulerError: nothing answers, something that is not a Dask scheduler answers,
+            or no answer within ``timeout``; one line naming the address.
+    """
+    import asyncio
+
+    from distributed.comm import connect as connect_comm
+    from distributed.security import Security
+
+    async def identity() -> Any:
+        comm = await connect_comm(address, timeout=timeout, **Security().get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    outcome: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            outcome["reply"] = asyncio.run(asyncio.wait_for(identity(), timeout))
+        except BaseException as error:  # reported by the caller, whatever it is
+            outcome["error"] = error
+
+    thread = threading.Thread(target=ask, name="featx-scheduler-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 2.0)
+    error = outcome.get("error")
+    if thread.is_alive() or isinstance(error, (TimeoutError, asyncio.TimeoutError)):
         raise SchedulerError(
-            f"cannot reach the Dask scheduler at {parsed.text} within {timeout:g} s ({reason}); "
-            f"start one (`dask scheduler`, then `dask worker ADDRESS`), check --scheduler / {SCHEDULER_ENV}, or use local:N"
-        ) from None
+            f"no Dask scheduler answered at {address} within {timeout:g} s (nothing there, an unroutable address, or a "
+            f"server of another kind, such as the dashboard's HTTP port); check --scheduler / {SCHEDULER_ENV} (the scheduler's "
+            "port is usually 8786)"
+        )
+    if isinstance(error, OSError):
+        raise _unreachable(address, timeout, str(error) or type(error).__name__)
+    reply = outcome.get("reply")
+    if error is not None or not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        if isinstance(error, MemoryError):  # a length read from bytes of another protocol
+            what = "its answer is not in Dask's protocol"
+        elif error is not None:
+            what = f"{type(error).__name__}: {error}"
+        else:
+            what = f"it answered {quote(reply)}"
+        raise SchedulerError(
+            f"{address} answers, but not as a Dask scheduler ({shorten(what, 120)}); check --scheduler / {SCHEDULER_ENV} "
+            "(the scheduler's port is usually 8786, the dashboard's 8787)"
+        )
+    return reply
 
 
 def _check_workers(client: Client, address: str, *, worker_timeout: float) -> None:

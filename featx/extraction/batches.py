@@ -19,7 +19,10 @@ prints one line, not a worker traceback).
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 from featx.core.errors import ImageReadError
 from featx.extraction.dataconfig import DataConfig, shrinks
 from featx.extraction.datasets import ImageSplit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -189,16 +194,31 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     16 bits (``I;16`` PNGs, or ``I``) keep their high byte: PIL's own conversion would clip
     every value above 255 to white.
 
+    Only a regular file (or a link to one) is opened: a named pipe would block the reader
+    forever. An image larger than PIL's decompression-bomb limit (but under twice it,
+    where PIL refuses) is decoded, with one line in the log naming it instead of PIL's
+    warning.
+
     (torchvision's JPEG decoder is three times faster and bit-identical on CIFAR, but
     deprecated since torchvision 0.29; decoding is a small share of the time here.)
 
     Raises:
-        ImageReadError: the file is missing or not a decodable image; names the file.
+        ImageReadError: the file is missing, not a regular file, or not a decodable
+            image; names the file.
     """
     from PIL import Image, UnidentifiedImageError
 
+    _quiet_bomb_warning()
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ImageReadError(
+                f"cannot read image {path}: it is not a regular file (a pipe, a socket or a device); "
+                "remove it, or pass --skip-bad to leave such files out"
+            )
         with Image.open(path) as handle:
+            width, height = handle.size
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                log.warning("%s is %d x %d pixels, beyond PIL's decompression-bomb limit; decoding it anyway", path, width, height)
             if handle.mode.startswith("I"):  # I;16, I;16B, I: integer grey of up to 16 bits
                 grey = (np.clip(np.asarray(handle, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
                 return np.repeat(grey[:, :, None], 3, axis=2)
@@ -207,6 +227,20 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ImageReadError(
             f"cannot read image {path}: {error}; fix or remove the file, or pass --skip-bad to leave such files out"
         ) from None
+
+
+def _quiet_bomb_warning() -> None:
+    """PIL's DecompressionBombWarning is replaced by featx's own log line (decode_image);
+    the filter is set once per process (DataLoader workers included)."""
+    global _bomb_filter_set
+    if not _bomb_filter_set:
+        from PIL import Image
+
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        _bomb_filter_set = True
+
+
+_bomb_filter_set = False
 
 
 def readable_image(path: str | os.PathLike[str]) -> bool:
