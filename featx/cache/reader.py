@@ -431,18 +431,18 @@ def _check_split(handle: h5py.File, info: CacheInfo, split: str) -> None:
         raise CacheError(
             f"{info.path}: split {split!r} has {meta.n_rows} feature rows but labels of shape {n_labels}; {_recovery_hint(info.path)}"
         )
-    if meta.n_rows:
-        try:
-            labels = handle[split][LABELS][...]
-        except OSError as error:
-            raise CacheError(f"cannot read {split!r} from {info.path} ({shorten(str(error))}); {_recovery_hint(info.path)}") from None
-        _check_labels(info, split, labels)
     missing = _unreadable_sources(info.path, handle[split])
     if missing:
         raise CacheError(
             f"{info.path}: split {split!r} reads shard files that are missing or unreadable ({', '.join(missing)}); "
             f"run the same sharded extract again to recompute them, or {_recovery_hint(info.path)}"
         )
+    if meta.n_rows:
+        try:
+            labels = handle[split][LABELS][...]
+        except OSError as error:
+            raise CacheError(f"cannot read {split!r} from {info.path} ({shorten(str(error))}); {_recovery_hint(info.path)}") from None
+        _check_labels(info, split, labels)
 
 
 def _check_labels(info: CacheInfo, split: str, labels: np.ndarray) -> None:
@@ -451,7 +451,7 @@ def _check_labels(info: CacheInfo, split: str, labels: np.ndarray) -> None:
         return
     n_classes = len(info.class_names)
     if labels.min() < 0:
-        raise CacheError(f"{info.path}: split {split!r} has negative labels (fill values of a missing shard?); {_recovery_hint(info.path)}")
+        raise CacheError(f"{info.path}: split {split!r} has negative labels; {_recovery_hint(info.path)}")
     if n_classes and labels.max() >= n_classes:
         raise CacheError(
             f"{info.path}: split {split!r} has labels up to {labels.max()}, but its attribute {CLASS_NAMES} names "
