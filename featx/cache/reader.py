@@ -1,11 +1,20 @@
 """Reading a cache file, and the one check that decides whether an entry is trusted.
 
-A file is trusted for some splits (:func:`open_features`) when it opens, has this format
-version, and every split asked for is complete and consistent (labels as long as the
-features, and for a stitched entry every shard file it reads is there). Reading a split
-(:func:`read_split`) also checks its checksums, recorded when it was written, and that
-it holds no NaN/inf and only labels of known classes. :func:`is_trusted` is the check
-every stage uses before taking an entry as done. Nothing here imports torch.
+A file is trusted for some splits (:func:`open_features`) when it is a regular file that
+opens, every attribute a reader uses has its type and shape (:data:`ROOT_RULES`,
+:data:`SPLIT_RULES`: a ``class_names`` that is not a JSON list of names, a
+``format_version`` of ``'one'`` are errors naming the attribute and the file), it has
+this format version, and every split asked for is complete and consistent (2-D float
+features, labels as long as them and within the class names, and for a stitched entry
+every shard file it reads is there). Reading a split (:func:`read_split`) also checks
+its checksums, recorded when it was written, and that it holds no NaN/inf.
+:func:`is_trusted` is the check every stage uses before taking an entry as done.
+
+What the features are is :func:`features_content` (their checksums, whatever the ``key``
+attribute claims); whether featx wrote a file for an entry is :func:`entry_kind` (its
+attributes), which every delete and replace of a cache file checks. A recovery hint
+names ``featx cache rm KEY`` only for a file in an entry's place. Nothing here imports
+torch.
 """
 
 from __future__ import annotations
