@@ -193,7 +193,7 @@ def test_a_logspace_grid_reads_short_and_its_command_reproduces_the_run() -> Non
     command = fit_command(record)
     assert "--C-grid logspace:-3:1:9" in command
     config = FitConfig(clf="logreg", grid={"C": command.split("--C-grid ")[1].split()[0]}, cv=3)
-    assert run_key(config.identity(record.features.key)) == record.run_key
+    assert record.features.content is not None and run_key(config.identity(record.features.content)) == record.run_key
     page = featx.report().html.read_text()
     assert "C: logspace:-3:1:9" in page and "0.31622776601683794" not in page.split("<footer")[0]
 
