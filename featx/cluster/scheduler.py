@@ -249,13 +249,15 @@ def probe(address: str, *, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
 
     def ask() -> None:
         try:
-            outcome["reply"] = asyncio.run(asyncio.wait_for(identity(), timeout))
+            # a moment beyond the connection's own deadline, so that a refused or unroutable
+            # address is reported as such, and a peer that never answers by this one
+            outcome["reply"] = asyncio.run(asyncio.wait_for(identity(), timeout + 1.0))
         except BaseException as error:  # reported by the caller, whatever it is
             outcome["error"] = error
 
     thread = threading.Thread(target=ask, name="featx-scheduler-probe", daemon=True)
     thread.start()
-    thread.join(timeout + 2.0)
+    thread.join(timeout + 3.0)
     error = outcome.get("error")
     if thread.is_alive() or isinstance(error, (TimeoutError, asyncio.TimeoutError)):
         raise SchedulerError(
