@@ -59,6 +59,9 @@ FEATURE_DIM = "feature_dim"
 DATASET = "dataset"
 BACKBONE = "backbone"
 WEIGHTS = "weights"
+#: how a checkpoint file was adapted to the model when loaded (a nesting unwrapped, a
+#: prefix stripped, the head dropped); "" when loaded as it is; only for file weights
+WEIGHTS_LOADING = "weights_loading"
 INPUT_SIZE = "input_size"
 INTERPOLATION = "interpolation"
 MEAN = "mean"

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from featx.cache import shards
-from featx.cache.layout import SPLITS, cache_key, entry_path, partial_path
+from featx.cache.layout import SPLITS, WEIGHTS_LOADING, cache_key, entry_path, partial_path
 from featx.cache.manage import entry_lock, remove_shards
 from featx.cache.reader import is_trusted
 from featx.cache.shards import ShardResult, ShardSpec
@@ -448,6 +448,8 @@ class _Engine:
     model: torch.nn.Module
     preprocess: DevicePreprocess
     dim: int
+    #: how a checkpoint file was adapted to the model ("" when loaded as it is, or not a file)
+    weights_loading: str = ""
 
 
 def _prepare(plan: ExtractPlan) -> _Engine:
@@ -466,7 +468,9 @@ def _prepare(plan: ExtractPlan) -> _Engine:
     from featx.extraction.preprocess import DevicePreprocess
 
     started = time.perf_counter()
-    model = fold_batchnorm(create_backbone(plan.backbone, plan.weights, image_size=plan.data_config.size))
+    model = create_backbone(plan.backbone, plan.weights, image_size=plan.data_config.size)
+    weights_loading = str(getattr(model, WEIGHTS_LOADING, ""))
+    model = fold_batchnorm(model)
     model = model.to(plan.device).to(memory_format=torch.channels_last)
     if plan.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
@@ -496,7 +500,7 @@ def _prepare(plan: ExtractPlan) -> _Engine:
         describe_device(plan.device),
         time.perf_counter() - started,
     )
-    return _Engine(model=model, preprocess=preprocess, dim=int(features.shape[1]))
+    return _Engine(model=model, preprocess=preprocess, dim=int(features.shape[1]), weights_loading=weights_loading)
 
 
 def _run(plan: ExtractPlan, engine: _Engine) -> Path:
@@ -539,7 +543,8 @@ def _write(
     batch_size = plan.options.batch_size or (256 if device.type == "cuda" else 32)
     workers = _decoding_workers(plan)
     splits = {name: SplitPlan(stop - start, dim) for name, (start, stop) in rows.items()}
-    root = {**plan.root_attrs(), "feature_dim": dim, **(attrs or {})}
+    loading = {WEIGHTS_LOADING: engine.weights_loading} if plan.weights.mode == "file" else {}
+    root = {**plan.root_attrs(), "feature_dim": dim, **loading, **(attrs or {})}
     try:
         with CacheWriter(path, root_attrs=root, splits=splits) as writer:
             for name, (first, last) in rows.items():

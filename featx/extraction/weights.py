@@ -7,9 +7,9 @@ takes them:
   (``$HF_HOME/hub``, ``HF_HUB_CACHE``) and honours ``HF_HUB_OFFLINE``. Identity: the
   hub id / address of the tag (``pretrained:timm/resnet50.a1_in1k``).
 * a path to a ``.safetensors`` or ``.pth`` state dict (a full classifier checkpoint; the
-  classifier is dropped). Loaded through timm's ``pretrained_cfg_overlay=dict(file=...)``
-  so that timm's checkpoint filters apply. Identity: ``file:sha256:<hex>`` (the tag is
-  kept by the overlay, so it cannot identify the weights).
+  classifier is dropped). Loaded strictly, through timm's ``pretrained_cfg_overlay`` so that
+  timm's checkpoint filters apply (see :mod:`featx.extraction.models`). Identity:
+  ``file:sha256:<hex>`` (the tag is kept by the overlay, so it cannot identify the weights).
 * ``random``: explicit random initialisation, seeded. Identity: ``random:seed=<n>``.
 
 Resolving weights never builds a model: a cache hit costs a dictionary lookup (or a

@@ -1,7 +1,8 @@
 """Nothing silently wrong: every attribute a reader uses is checked when a cache file is
 opened (a wrong one is a featx error naming the attribute and the file), run records and
 PCA plots are keyed by what the features are (their checksums), not by the ``key`` a file
-claims, and a key given twice in a pipeline file is an error naming both lines."""
+claims, a key given twice in a pipeline file is an error naming both lines, and a checkpoint
+file is loaded strictly (a known wrapping unwrapped, and the cache file says so)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import featx
@@ -20,7 +22,7 @@ from featx.cache import load_features, open_features, read_info
 from featx.cache.layout import split_checksums
 from featx.cli import main
 from featx.core.errors import CacheError, FeatxError
-from tests.reliability.support import assert_one_line_error
+from tests.reliability.support import TINY, TINY_ARGS, TINY_DATA, assert_one_line_error
 
 KEY = "0123456789abcdef"
 FIT = ["--clf", "logreg", "--C-grid", "1", "--cv", "2", "--n-jobs", "1"]
@@ -165,3 +167,116 @@ def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
     from featx.core.yamlfile import load_yaml_file
 
     assert load_yaml_file(path)["fit"] == {"cv": 3, "seed": 1}
+
+
+# --- checkpoint files: loaded strictly, a known wrapping unwrapped and said so ---------------
+
+
+def state_dict_of_a_trained_model() -> dict[str, torch.Tensor]:
+    import timm
+
+    torch.manual_seed(7)
+    return dict(timm.create_model("test_resnet", pretrained=False).state_dict())
+
+
+def save_checkpoint(path: Path, content: object) -> Path:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(content, str(path))  # type: ignore[arg-type]
+    else:
+        torch.save(content, path)
+    return path
+
+
+def extract_with(weights: Path) -> Path:
+    return featx.extract(TINY_DATA, backbone="test_resnet", **{**TINY, "weights": str(weights)})
+
+
+def prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {prefix + name: tensor for name, tensor in state.items()}
+
+
+#: case -> (file name, what the file holds, given the model's tensors; what the record must say)
+WRAPPED: dict[str, tuple[str, Callable[[dict[str, torch.Tensor]], object], str]] = {
+    "Lightning: 'model.' under 'state_dict'": (
+        "lightning.ckpt",
+        lambda state: {"epoch": 3, "global_step": 120, "state_dict": prefixed("model.", state)},
+        "tensors read from its 'state_dict' entry; prefix 'model.' stripped",
+    ),
+    "DistributedDataParallel: 'module.'": ("ddp.pth", lambda state: prefixed("module.", state), "prefix 'module.' stripped"),
+    "torch.compile: '_orig_mod.'": ("compiled.safetensors", lambda state: prefixed("_orig_mod.", state), "prefix '_orig_mod.' stripped"),
+    "{'model': ...} beside an optimizer, DDP inside": (
+        "trainer.pth",
+        lambda state: {"model": prefixed("module.", state), "optimizer": {"lr": 0.1}, "epoch": 9},
+        "tensors read from its 'model' entry; prefix 'module.' stripped",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WRAPPED))
+def test_a_wrapped_checkpoint_gives_the_model_s_own_features_and_the_record_says_how(tmp_path: Path, case: str) -> None:
+    name, wrap, said = WRAPPED[case]
+    state = state_dict_of_a_trained_model()
+    plain = extract_with(save_checkpoint(tmp_path / "plain.safetensors", state))
+    wrapped = extract_with(save_checkpoint(tmp_path / name, wrap(state)))
+    assert wrapped != plain  # another file, another key
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(load_features(wrapped, split)[0], load_features(plain, split)[0])
+    with h5py.File(wrapped, "r") as handle, h5py.File(plain, "r") as original:
+        assert handle.attrs["weights_loading"] == f"{said}; classifier head (1000 classes) dropped"
+        assert original.attrs["weights_loading"] == "classifier head (1000 classes) dropped"
+
+
+def test_a_checkpoint_without_a_head_or_with_another_number_of_classes_loads(tmp_path: Path) -> None:
+    state = state_dict_of_a_trained_model()
+    plain = extract_with(save_checkpoint(tmp_path / "plain.safetensors", state))
+    headless = extract_with(save_checkpoint(tmp_path / "headless.pth", {k: v for k, v in state.items() if not k.startswith("fc.")}))
+    fine_tuned = {**state, "fc.weight": torch.zeros(10, state["fc.weight"].shape[1]), "fc.bias": torch.zeros(10)}
+    ten = extract_with(save_checkpoint(tmp_path / "ten.pth", fine_tuned))
+    for path in (headless, ten):
+        np.testing.assert_array_equal(load_features(path, "test")[0], load_features(plain, "test")[0])
+    with h5py.File(headless, "r") as handle, h5py.File(ten, "r") as other:
+        assert handle.attrs["weights_loading"] == ""
+        assert other.attrs["weights_loading"] == "classifier head (10 classes) dropped"
+
+
+#: case -> (what the file holds, given the model's tensors; texts the one error line must hold)
+MISFITS: dict[str, tuple[Callable[[dict[str, torch.Tensor]], object], tuple[str, ...]]] = {
+    "junk keys and some missing": (
+        lambda state: {**dict(list(state.items())[5:]), "junk.a": torch.zeros(1), "junk.b": torch.zeros(2)},
+        (
+            "5 of the model's tensors not in the file (conv1.0.weight,",
+            "and 1 more",
+            "2 tensor(s) in the file the model does not have (junk.a, junk.b)",
+        ),
+    ),
+    "a prefix featx does not know": (
+        lambda state: prefixed("backbone.", state),
+        (
+            "of the model's tensors not in the file (conv1.0.weight,",
+            "tensor(s) in the file the model does not have (backbone.conv1.0.weight,",
+        ),
+    ),
+    "a prefix on some keys only": (
+        lambda state: {**prefixed("model.", dict(list(state.items())[:3])), **dict(list(state.items())[3:])},
+        ("3 of the model's tensors not in the file", "(model.conv1.0.weight,"),
+    ),
+    "a tensor of another shape": (
+        lambda state: {**state, "conv1.0.weight": torch.zeros(3, 3, 3, 3)},
+        ("1 of another shape (conv1.0.weight [3, 3, 3, 3] in the file, [16, 3, 3, 3] in the model)",),
+    ),
+    "no tensors by name": (lambda state: [1, 2, 3], ("holds list, not a model's tensors by name",)),
+    "a dictionary of other things": (lambda state: {"epoch": 3, "lr": 0.1}, ("not a model's tensors by name",)),
+}
+
+
+@pytest.mark.parametrize("case", list(MISFITS))
+def test_a_checkpoint_that_does_not_fit_is_one_line_naming_the_first_keys(tmp_path: Path, case: str) -> None:
+    content, expected = MISFITS[case]
+    path = save_checkpoint(tmp_path / "misfit.pth", content(state_dict_of_a_trained_model()))
+    args = [*TINY_ARGS[:2], "--weights", str(path), *TINY_ARGS[4:]]
+    result = CliRunner().invoke(main, ["extract", *args])
+    line = assert_one_line_error(result, str(path), *expected)
+    assert len(line) < 800, line
+    assert not list((tmp_path / "features").rglob("*.h5"))  # nothing written, nothing partial
