@@ -13,7 +13,8 @@ its checksums, recorded when it was written, and that it holds no NaN/inf.
 What the features are is :func:`features_content` (their checksums, whatever the ``key``
 attribute claims); whether featx wrote a file for an entry is :func:`entry_kind` (its
 attributes), which every delete and replace of a cache file checks. A recovery hint
-names ``featx cache rm KEY`` only for a file in an entry's place. Nothing here imports
+names ``featx cache rm KEY`` only for a file in an entry's place that featx wrote for that
+entry (the check ``cache rm`` makes, so the command it names works). Nothing here imports
 torch.
 """
 
@@ -77,7 +78,7 @@ from featx.cache.layout import (
 from featx.core import paths
 from featx.core.console import quote, shorten
 from featx.core.errors import CacheError
-from featx.core.ownership import FileKind
+from featx.core.ownership import FileKind, foreign_reason
 from featx.core.paths import safe_name
 
 log = logging.getLogger(__name__)
@@ -296,15 +297,28 @@ def _recovery_hint(path: Path) -> str:
     root = paths.cache_dir()
     final = entry_of(path, root)
     if final is not None:
-        return f"remove it with `featx cache rm {EntryName.of(final).key}` or extract again with --force"
+        return _removal_hint(final, "")
     elsewhere = Path(path).expanduser().absolute().parent.parent
     final = entry_of(path, elsewhere)
     if final is not None and _FEATX_KEY.match(EntryName.of(final).key):
-        return f"remove it with `featx cache rm {EntryName.of(final).key} --cache-dir {elsewhere}` or extract again with --force"
+        return _removal_hint(final, f" --cache-dir {elsewhere}")
     return f"it is not an entry of the feature cache ({root}), so featx leaves it alone: replace it, or give another --features"
 
 
 _FEATX_KEY = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _removal_hint(final: Path, option: str) -> str:
+    """``featx cache rm KEY`` only when it would remove the file in the entry's place (the
+    same ownership check), else what to do instead."""
+    key = EntryName.of(final).key
+    reason = foreign_reason(final, entry_kind(key))
+    if reason is None:
+        return f"remove it with `featx cache rm {key}{option}` or extract again with --force"
+    return (
+        f"{final.name} {reason}, so featx neither removes nor replaces it (`featx cache rm` and --force refuse): "
+        "move it away yourself, then extract again"
+    )
 
 
 def _checksum_error(path: Path, split: str) -> CacheError:

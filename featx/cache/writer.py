@@ -319,6 +319,17 @@ class CacheWriter:
         return self.final_path
 
 
+def check_entry_place(final: Path) -> None:
+    """Refuse, before any work, an entry whose files featx could not write: a file featx
+    did not write where the entry or its partial file goes (each is left as it is).
+
+    Raises:
+        ForeignFileError: the file there is not a featx cache file.
+    """
+    ensure_replaceable(final, entry_kind(None))
+    ensure_removable(partial_path(final), entry_kind(None))
+
+
 def discard_partial(final: Path) -> None:
     """Delete the partial file of the entry whose final path is ``final``, when there is
     one and featx wrote it (a foreign file there is refused, never deleted).

@@ -37,7 +37,7 @@ from featx.cache.layout import SPLITS, WEIGHTS_LOADING, cache_key, entry_path, p
 from featx.cache.manage import entry_lock, remove_shards
 from featx.cache.reader import is_trusted
 from featx.cache.shards import ShardResult, ShardSpec
-from featx.cache.writer import CacheWriter, SplitPlan, discard_partial
+from featx.cache.writer import CacheWriter, SplitPlan, check_entry_place, discard_partial
 from featx.core.console import progress
 from featx.core.errors import ConfigError, FeatxError, ImageReadError, WriteError
 from featx.core.faults import fault_point
@@ -372,6 +372,7 @@ def extract_planned(plan: ExtractPlan) -> tuple[Path, bool]:
     Raises:
         FeatxError: as :func:`extract`.
     """
+    check_entry_place(plan.path)  # a file of someone else's there: refused before images are read or a model built
     if is_cache_hit(plan):
         log.info("cache hit: %s", plan.path)
         return plan.path, True
@@ -676,6 +677,7 @@ def shard_request(request: ExtractRequest, shard: ShardSpec, *, stitch: bool = T
     plan = plan_request(request)
     force = request.options.force
     final, target = plan.path, shard.path(plan.path)
+    check_entry_place(final)  # as extract_planned: no shard computed for an entry that cannot be written
     if not force and is_trusted(final, then="extracting again"):
         log.info("cache hit: %s", final)
         return ShardResult(final=final, path=target, key=plan.key, shard=shard, computed=False, stitched=final)

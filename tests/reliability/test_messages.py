@@ -51,22 +51,54 @@ def test_a_feature_path_that_is_no_cache_entry_is_never_told_to_cache_rm(tmp_pat
     assert "cache rm" not in line
 
 
-def test_a_damaged_entry_of_the_cache_is_told_to_cache_rm_by_its_own_key() -> None:
+def test_a_damaged_entry_of_the_cache_is_told_to_cache_rm_by_its_own_key_and_that_works() -> None:
     path = damaged(Path(os.environ["FEATX_CACHE_DIR"]) / "synthetic" / f"syn__{KEY}.h5")
     assert_one_line_error(CliRunner().invoke(main, ["fit", "--features", str(path), *FIT]), f"featx cache rm {KEY}`")
+    assert CliRunner().invoke(main, ["cache", "rm", KEY]).exit_code == 0 and not path.exists()
 
 
-def test_the_hint_never_names_the_key_a_file_claims(feature_file) -> None:
-    """An entry whose key attribute names another entry: `cache rm` of the claimed key would
-    delete the other one."""
+def claims_another_key(path: Path) -> None:
     import h5py
 
-    path = feature_file(key=KEY, n_train=30, n_test=15, dim=4)
     with h5py.File(path, "r+") as handle:
         handle.attrs["key"] = "fedcba9876543210"
         handle.attrs["format_version"] = 99
-    line = assert_one_line_error(CliRunner().invoke(main, ["fit", "--features", str(path), *FIT]), f"featx cache rm {KEY}`")
-    assert "fedcba9876543210" not in line
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(claims_another_key, id="an entry claiming another key"),
+        pytest.param(lambda path: path.write_text("my notes"), id="a text file in an entry's place"),
+    ],
+)
+def test_the_hint_never_names_a_command_that_would_refuse(feature_file, change) -> None:
+    """A file in an entry's place that featx did not write for it: `cache rm` (of its own key,
+    let alone of the key it claims) and --force refuse it, so the hint must not name them."""
+    path = feature_file(key=KEY, n_train=30, n_test=15, dim=4)
+    change(path)
+    line = assert_one_line_error(
+        CliRunner().invoke(main, ["fit", "--features", str(path), *FIT]), "neither removes nor replaces it", "move it away yourself"
+    )
+    assert "cache rm fedcba9876543210" not in line and f"cache rm {KEY}`" not in line
+    assert_one_line_error(CliRunner().invoke(main, ["cache", "rm", KEY]), "refusing to remove")
+    assert path.exists()
+
+
+def test_extract_refuses_a_file_of_yours_in_its_entry_s_place_before_any_work(monkeypatch) -> None:
+    from featx.extraction import models
+    from featx.extraction.engine import plan_extraction
+    from tests.reliability.support import TINY, TINY_ARGS, TINY_DATA
+
+    target = plan_extraction(TINY_DATA, backbone="test_resnet", **TINY).path
+    target.parent.mkdir(parents=True)
+    target.write_text("my notes")
+    monkeypatch.setattr(models, "create_backbone", lambda *a, **k: pytest.fail("built a model for an entry it cannot write"))
+    for force in ([], ["--force"]):
+        result = CliRunner().invoke(main, ["extract", *TINY_ARGS, *force])
+        line = assert_one_line_error(result, "refusing to write the feature cache file", str(target))
+        assert "cache rm" not in result.stderr and "extracting again" not in result.stderr, result.stderr
+    assert target.read_text() == "my notes", line
 
 
 # --------------------------------------------------------------------------- image folders
