@@ -50,7 +50,7 @@ def foreign_reason(path: str | os.PathLike[str], kind: FileKind) -> str | None:
     target = Path(path)
     try:
         mode = os.lstat(target).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (a file where a folder goes: nothing can be)
         return None
     except OSError as error:
         return f"cannot be examined ({error.strerror or error})"
