@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from featx._version import __version__
+from featx.core.atomic import atomic_write_text
 from featx.core.console import progress
-from featx.core.errors import ConfigError, ImageReadError, PredictError
+from featx.core.errors import ConfigError, ImageReadError, PredictError, WriteError
 from featx.core.heads import PROBABILITY
 from featx.deploy.runs import ResolvedRun, resolve_run
 from featx.extraction.datasets.imagefolder import IMAGE_EXTENSIONS
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: marks a JSON file of predictions written by featx
 PREDICTIONS_FORMAT = "featx-predictions"
+#: how a CSV file of predictions begins
+CSV_HEADER = "path,label,score"
 DEFAULT_TOP_K = 5
 
 
@@ -132,7 +135,7 @@ class Predictions:
         k = max(1, min(int(top_k), len(self.class_names)))
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["path", "label", "score", *(f"{name}_{i}" for i in range(1, k + 1) for name in ("label", "score"))])
+        writer.writerow([*CSV_HEADER.split(","), *(f"{name}_{i}" for i in range(1, k + 1) for name in ("label", "score"))])
         for row in self.rows(k):
             writer.writerow([row.path, row.label, _number(row.score), *(v for label, s in row.top for v in (label, _number(s)))])
         return buffer.getvalue()
@@ -430,3 +433,54 @@ def _readable(items: list[tuple[str, Any]]) -> tuple[list[tuple[str, Any]], list
     kept = [entry for entry, reason in zip(items, problems) if reason is None]
     skipped = [(name, reason) for (name, _), reason in zip(items, problems) if reason is not None]
     return kept, skipped
+
+
+# --------------------------------------------------------------------------- outputs
+
+#: the output formats of :func:`write_predictions`, by file suffix
+OUTPUT_SUFFIXES = (".csv", ".json")
+
+
+def write_predictions(predictions: Predictions, out: str | os.PathLike[str], *, top_k: int = DEFAULT_TOP_K) -> Path:
+    """Write predictions as CSV (:meth:`Predictions.to_csv`) or JSON (:meth:`Predictions.to_json`),
+    by the file's suffix, atomically.
+
+    Raises:
+        ConfigError: the suffix is neither .csv nor .json.
+        WriteError: a file featx did not write as predictions is there (left as it is),
+            or the folder cannot be written.
+    """
+    target = check_output(out)
+    text = predictions.to_json(top_k) if target.suffix.lower() == ".json" else predictions.to_csv(top_k)
+    return atomic_write_text(target, text)
+
+
+def check_output(out: str | os.PathLike[str]) -> Path:
+    """The file :func:`write_predictions` would write, checked before any work.
+
+    Raises:
+        ConfigError: the suffix is neither .csv nor .json.
+        WriteError: a file featx did not write as predictions is there.
+    """
+    target = Path(out).expanduser()
+    if target.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"writes .csv or .json, got {target.name!r}", field="out")
+    if os.path.lexists(target) and not _predictions_file(target):
+        raise WriteError(
+            f"refusing to write {target}: the file there is not predictions featx wrote; choose another --out, or move that file away"
+        )
+    return target
+
+
+def _predictions_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file of predictions as featx writes them."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8") as handle:
+            head = handle.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.suffix.lower() == ".json":
+        return f'"format": "{PREDICTIONS_FORMAT}"' in head
+    return head.startswith(CSV_HEADER)
