@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import click
 
-from featx.cli.options import reports_dir_option
+from featx.cli.options import best_dataset_option, moved_weights_option, reports_dir_option, run_option
 
 
 @click.command()
-@click.option(
-    "--model",
-    "run",
-    required=True,
-    metavar="RUN",
-    help="A run record file (reports/runs/<dataset>/...json), a run key (or a unique prefix), or best (the best cell of the latest report).",
-)
+@run_option
 @click.option("--out", required=True, metavar="FILE.pt", help="The TorchScript file to write; its JSON sidecar goes beside it (FILE.json).")
-@click.option(
-    "--weights", default=None, metavar="PATH", help="The backbone's checkpoint, if it moved since extraction (same sha256 required)."
-)
-@click.option("--dataset", default=None, metavar="NAME", help="With --model best: the data set whose best run to export.")
+@moved_weights_option
+@best_dataset_option
 @reports_dir_option
 def export(run: str, out: str, weights: str | None, dataset: str | None, reports_dir: str | None) -> None:
     """Write a fitted run as one self-contained TorchScript file: preprocessing from uint8

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import click
 
-from featx.cli.options import reports_dir_option
+from featx.cli.options import best_dataset_option, moved_weights_option, reports_dir_option, run_option
 
 
 @click.command()
-@click.option(
-    "--model",
-    "run",
-    required=True,
-    metavar="RUN",
-    help="A run record file (reports/runs/<dataset>/...json), a run key (or a unique prefix), or best (the best cell of the latest report).",
-)
+@run_option
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Best classes listed per image.")
 @click.option("--out", default=None, metavar="FILE.csv|FILE.json", help="Write the predictions to this file [default: CSV on stdout].")
@@ -25,12 +19,8 @@ from featx.cli.options import reports_dir_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per batch [default: 256 on CUDA, 32 on CPU].")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]", help="Compute device.")
 @click.option("--num-workers", type=click.IntRange(min=0), default=None, help="Processes decoding image files [default: as featx extract].")
-@click.option(
-    "--weights", default=None, metavar="PATH", help="The backbone's checkpoint, if it moved since extraction (same sha256 required)."
-)
-@click.option(
-    "--dataset", default=None, metavar="NAME", help="With --model best: the data set whose best run to use (when the report has several)."
-)
+@moved_weights_option
+@best_dataset_option
 @reports_dir_option
 def predict(
     run: str,
