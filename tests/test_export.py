@@ -217,3 +217,20 @@ def test_scripted_preprocessing_is_the_device_preprocessing_for_any_image_size()
             for channels in (1, 3):
                 pixels = torch.randint(0, 256, (2, height, width, channels), dtype=torch.uint8)
                 torch.testing.assert_close(scripted(pixels), reference(pixels), rtol=0, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_predict_and_the_export_give_the_cpu_labels(fitted: Fitted, tmp_path: Path) -> None:
+    """GPU tier: the record's fp32 features re-made on CUDA, and the export moved to CUDA
+    (its float resize path), agree with the CPU."""
+    files, batch = _small_test_images(fitted)
+    cpu = featx.load_predictor(fitted.record_path("logreg"), device="cpu").predict(files)
+    cuda = featx.load_predictor(fitted.record_path("logreg"), device="cuda").predict(files)
+    np.testing.assert_allclose(cuda.scores, cpu.scores, atol=1e-3)
+    exported = featx.export_model(fitted.record_path("logreg"), tmp_path / "model.pt", reports_dir=fitted.reports_dir)
+    module = torch.jit.load(str(exported.model), map_location="cuda")
+    large = torch.randint(0, 256, (2, 90, 70, 3), dtype=torch.uint8)  # resized on the device
+    with torch.inference_mode():
+        np.testing.assert_allclose(module(torch.from_numpy(batch).cuda()).cpu().numpy(), cpu.scores, atol=1e-3)
+        np.testing.assert_allclose(module(large.cuda()).cpu().numpy(), torch.jit.load(str(exported.model))(large).numpy(), atol=2e-2)
