@@ -33,6 +33,9 @@ from tests.deploying import Fitted, cli, fit_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# torch 2.14 marks TorchScript deprecated; it still is what loads without featx and timm
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+
 #: run first in the clean process: featx and timm cannot be imported there
 BLOCKER = """
 import sys

@@ -15,7 +15,7 @@ import featx
 from featx.extraction.engine import plan_extraction
 from tests.test_extract_realdata import cifar_subset  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")]
 
 EXTRACT = {"backbone": "resnet18", "weights": "random", "image_size": 64}
 
