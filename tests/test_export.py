@@ -189,14 +189,20 @@ def test_folded_linear_head_scores_as_the_pipeline(clf: str, scale: str, pca: in
 
 
 @pytest.mark.parametrize(
-    ("metric", "weights", "scale"), [("euclidean", "uniform", "standard"), ("cosine", "distance", "l2"), ("manhattan", "distance", "none")]
+    ("metric", "weights", "scale", "pca"),
+    [
+        ("euclidean", "uniform", "standard", None),
+        ("cosine", "distance", "l2", 4),
+        ("manhattan", "distance", "none", None),
+        ("euclidean", "distance", "standard", 3),
+    ],
 )
-def test_scripted_knn_votes_as_scikit_learn(metric: str, weights: str, scale: str) -> None:
+def test_scripted_knn_votes_as_scikit_learn(metric: str, weights: str, scale: str, pca: int | None) -> None:
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(90, 6)).astype(np.float32), rng.integers(0, 3, size=90)
     X_new = np.concatenate([rng.normal(size=(20, 6)), X[:3]]).astype(np.float32)  # three at distance zero
     model = build_pipeline(
-        CLASSIFIERS["knn"], scale=scale, pca=None, seed=0, params={"n_neighbors": 5, "weights": weights, "metric": metric}
+        CLASSIFIERS["knn"], scale=scale, pca=pca, seed=0, params={"n_neighbors": 5, "weights": weights, "metric": metric}
     )
     model.fit(X, y)
     head = fold_pipeline(model, 3)
