@@ -209,10 +209,10 @@ class FeatureExtractor:
             ImageReadError: a file cannot be decoded (names it).
         """
         from featx.extraction.batches import iter_batches
+        from featx.extraction.engine import _decoding_workers
 
         split = ImageSplit(labels=np.zeros(len(paths), dtype=np.int64), files=tuple(str(p) for p in paths))
         plan = dataclasses.replace(self.plan, dataset=ImageDataset(name="images", class_names=(), splits={"images": split}))
-        from featx.extraction.engine import _decoding_workers
 
         batches = iter_batches(
             split,
