@@ -2,7 +2,8 @@
 
 Frozen pretrained timm backbones turn images into embeddings cached in HDF5; classical
 scikit-learn classifiers are grid-searched on the cache; a report compares them, and
-a pipeline file declares a whole comparison (``run_pipeline``, ``report``, ``demo``).
+a pipeline file declares a whole comparison (``run_pipeline``, ``report``, ``demo``); a
+fitted run labels new images (``load_predictor``) and exports to plain torch (``export_model``).
 
 The public verbs are re-exported here, each imported when first used (PEP 562): ``import
 featx`` costs nothing, stage two (``load_features``, ``fit``, ``pca``) never imports torch,
@@ -46,11 +47,15 @@ _LAZY: dict[str, str] = {
     "PipelineSpec": "featx.runner.spec",
     "run_pipeline": "featx.runner.pipeline",
     "demo": "featx.runner.demo_run",
+    "load_predictor": "featx.deploy.predictor",
+    "export_model": "featx.deploy.export",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from featx.cache.reader import load_features
     from featx.core.errors import ConfigError, FeatxError
+    from featx.deploy.export import export_model
+    from featx.deploy.predictor import load_predictor
     from featx.extraction.config import ExtractConfig
     from featx.extraction.datasets import list_datasets
     from featx.extraction.engine import extract

@@ -3,7 +3,7 @@
 Every ``import`` in featx counts, including those inside functions and under
 ``TYPE_CHECKING``: a lazy import is still a dependency. The layers, lowest first:
 
-    core <- cache <- extraction (stage one), fitting (stage two) <- reporting <- runner <- cluster <- cli
+    core <- cache <- extraction (stage one), fitting (stage two) <- reporting <- runner, deploy <- cluster <- cli
 
 A module may import its own subpackage and any lower layer, never a higher one nor a
 sibling on its own layer (stage one and stage two do not know each other). The module
@@ -24,7 +24,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "featx"
 
 #: subpackage -> layer; a module may import only layers below its own (and its own subpackage)
-LAYERS = {"core": 0, "_version": 0, "cache": 1, "extraction": 2, "fitting": 2, "reporting": 3, "runner": 4, "cluster": 5, "cli": 6}
+LAYERS = {
+    "core": 0,
+    "_version": 0,
+    "cache": 1,
+    "extraction": 2,
+    "fitting": 2,
+    "reporting": 3,
+    "runner": 4,
+    "deploy": 4,
+    "cluster": 5,
+    "cli": 6,
+}
 #: the package facade (``featx/__init__.py``, ``__main__``) sits above everything
 FACADE = 7
 TORCH_FREE = ("core", "cache", "fitting", "reporting")

@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "report": "featx.cli.report:report",
     "run": "featx.cli.run:run",
     "demo": "featx.cli.demo:demo",
+    "predict": "featx.cli.predict:predict",
+    "export": "featx.cli.export:export",
 }
 
 EXIT_USAGE = 2
@@ -101,6 +103,7 @@ def main(debug: bool, verbose: int, quiet: bool) -> None:
       featx report                             # reports/index.html
       featx run pipelines/cifar10-classic.yaml # the whole comparison, then the report
       featx demo                               # offline, on scikit-learn's digits
+      featx predict --model best photos/       # label new images with the best run
     """
     setup_logging(-1 if quiet else verbose)
 

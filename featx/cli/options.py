@@ -92,3 +92,22 @@ def command_line(ctx: click.Context) -> str:
         else:
             parts += [option, str(value)]
     return shlex.join(parts)
+
+
+# --- a fitted run (predict, export) -------------------------------------------------------
+
+run_option = click.option(
+    "--model",
+    "run",
+    required=True,
+    metavar="RUN",
+    help="A run record file (reports/runs/<dataset>/...json), a run key (or a unique prefix), or best (the best cell of the latest report).",
+)
+
+moved_weights_option = click.option(
+    "--weights", default=None, metavar="PATH", help="The backbone's checkpoint, if it moved since extraction (same sha256 required)."
+)
+
+best_dataset_option = click.option(
+    "--dataset", default=None, metavar="NAME", help="With --model best: the data set whose best run to use (when the report has several)."
+)

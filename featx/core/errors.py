@@ -98,3 +98,8 @@ class ReportError(FeatxError):
 
 class SchedulerError(FeatxError):
     """A Dask scheduler cannot be reached or used."""
+
+
+class PredictError(FeatxError):
+    """A fitted run cannot be used to label new images or be exported (its record, its
+    model or its backbone's weights are not what they were when it was fitted)."""

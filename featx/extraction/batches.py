@@ -172,9 +172,13 @@ class FileBatches(Dataset):
         ]
         return PixelBatch(start=begin, size=end - begin, groups=groups)
 
+    def _decode(self, item: str) -> np.ndarray:
+        """The pixels of one item: here a file, decoded (a subclass may hold images in memory)."""
+        return decode_image(item)
+
     def _load(self, path: str) -> tuple[np.ndarray, bool]:
         """Decode one file to ``(height, width, 3)`` uint8; shrink it here if timm would."""
-        image = decode_image(path)
+        image = self._decode(path)
         height, width = image.shape[:2]
         if shrinks(height, width, self.config):
             from PIL import Image
