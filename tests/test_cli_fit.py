@@ -201,12 +201,13 @@ def test_pca_bad_input_writes_nothing(cached: Path) -> None:
 
 
 def test_stage_two_never_imports_torch(cached: Path) -> None:
-    """Run fit, pca and report through the real entry point in a fresh interpreter."""
+    """Run fit (scikit-learn's solver), pca and report through the real entry point in a
+    fresh interpreter: none of them imports torch."""
     script = textwrap.dedent(
         f"""
         import sys
         from featx.cli import main
-        for args in (["fit", "--features", {str(cached)!r}, "--clf", "knn", "--k-grid", "1", "--cv", "3"],
+        for args in (["fit", "--features", {str(cached)!r}, "--clf", "knn", "--k-grid", "1", "--cv", "3", "--solver", "sklearn"],
                      ["pca", "--features", {str(cached)!r}], ["report"]):
             try:
                 main(["-q", *args])

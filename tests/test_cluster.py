@@ -331,17 +331,18 @@ def test_run_on_the_cluster_equals_the_serial_run(client: Client, tmp_path: Path
     assert result.exit_code == 0, result.output
     assert (tmp_path / "reports" / "index.html").is_file() and "Traceback" not in result.output
     if not shards:  # the two backbones' extractions ran at the same time, one on each worker
-        spans = {}
-        for event in stream.data:
-            for backbone in ("test_resnet", "test_efficientnet"):
-                if event["key"].startswith(f"featx-extract-{backbone}-"):
-                    spans[backbone] = (
-                        event["worker"],
-                        min(s["start"] for s in event["startstops"]),
-                        max(s["stop"] for s in event["startstops"]),
-                    )
-        (worker_a, start_a, stop_a), (worker_b, start_b, stop_b) = spans["test_resnet"], spans["test_efficientnet"]
-        assert worker_a != worker_b and start_a < stop_b and start_b < stop_a
+        workers = {
+            backbone: event["worker"]
+            for event in stream.data
+            for backbone in ("test_resnet", "test_efficientnet")
+            if event["key"].startswith(f"featx-extract-{backbone}-")
+        }
+        assert workers["test_resnet"] != workers["test_efficientnet"]
+        # and the scheduler had both processing at once (its own log: no wall-clock race on a
+        # busy machine, where a worker process may wait for a core after receiving its task)
+        spans = client.run_on_scheduler(_processing_spans, "featx-extract-")
+        (enter_a, leave_a), (enter_b, leave_b) = (spans[key] for key in sorted(spans))
+        assert max(enter_a, enter_b) < min(leave_a, leave_b), spans
     manifest = json.loads((tmp_path / "reports" / "pipelines" / "tiny-cluster.json").read_text())
     assert {task["key"]: task["status"] for task in manifest["tasks"]} == dict.fromkeys(serial.outcomes, "done")
 
@@ -386,6 +387,21 @@ def test_shards_without_a_scheduler_is_a_clear_error(tmp_path: Path, monkeypatch
     pipeline.write_text(textwrap.dedent(PIPELINE))
     result = CliRunner().invoke(main, ["run", str(pipeline), "--shards", "2"])
     assert result.exit_code == 2 and "--shards N needs a Dask scheduler" in result.output
+
+
+def _processing_spans(prefix: str, dask_scheduler: object = None) -> dict[str, tuple[float, float]]:
+    """Runs on the scheduler: when each task whose key starts with ``prefix`` entered and left
+    the processing state (from the scheduler's transition log)."""
+    spans: dict[str, list[float]] = {}
+    for transition in dask_scheduler.transition_log:  # type: ignore[attr-defined]
+        key = str(transition.key)
+        if key.startswith(prefix) and "attempt" not in key:
+            span = spans.setdefault(key, [float("inf"), float("inf")])
+            if transition.finish == "processing":
+                span[0] = min(span[0], transition.timestamp)
+            elif transition.start == "processing":
+                span[1] = min(span[1], transition.timestamp)
+    return {key: (enter, leave) for key, (enter, leave) in spans.items()}
 
 
 def reports_root() -> Path:

@@ -185,14 +185,16 @@ def test_reproducing_commands() -> None:
 
 
 def test_a_logspace_grid_reads_short_and_its_command_reproduces_the_run() -> None:
-    from featx.fitting.protocol import FitConfig
+    from featx.fitting.config import FitConfig
     from featx.fitting.records import run_key
 
     path = features("resnet50", "eeeeeeeeeeeeeeee", weights=PRETRAINED)
     record = featx.fit(path, clf="logreg", grid={"C": "logspace:-3:1:9"}, cv=3, n_jobs=1, dataset=None)
     command = fit_command(record)
     assert "--C-grid logspace:-3:1:9" in command
-    config = FitConfig(clf="logreg", grid={"C": command.split("--C-grid ")[1].split()[0]}, cv=3)
+    config = FitConfig(
+        clf="logreg", grid={"C": command.split("--C-grid ")[1].split()[0]}, cv=3, solver=command.split("--solver ")[1].split()[0]
+    )
     assert record.features.content is not None and run_key(config.identity(record.features.content)) == record.run_key
     page = featx.report().html.read_text()
     assert "C: logspace:-3:1:9" in page and "0.31622776601683794" not in page.split("<footer")[0]

@@ -47,6 +47,15 @@ class FitCommand(click.Command):
     show_default=True,
     help="Folds fitted at once; -1: all cores. With --scheduler: folds in flight on the cluster, -1: as many as it has cores (1 fits them here).",
 )
+@click.option(
+    "--solver",
+    type=click.Choice(("auto", "torch", "sklearn")),
+    default="auto",
+    show_default=True,
+    help="torch: every fold and grid point in batched solves on --device (the same optimum, a plain scikit-learn model); "
+    "sklearn: scikit-learn's estimators, exactly GridSearchCV's scores; auto: torch where it serves the classifier and is faster.",
+)
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]", help="Where the torch solver runs.")
 @click.option("--skip-existing", is_flag=True, help="Print the record of an identical earlier run instead of fitting again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 @scheduler_option
@@ -66,6 +75,8 @@ def fit(
     pca: int | None,
     seed: int,
     n_jobs: int,
+    solver: str,
+    device: str,
     skip_existing: bool,
     as_json: bool,
     scheduler: str | None,
@@ -97,7 +108,7 @@ def fit(
     spec = get_classifier(clf)
     given = {"--C-grid": c_grid, "--k-grid": k_grid, "--weights": weights, "--metric": metric}
     grid = grid_from_options(spec, {option: value for option, value in given.items() if value is not None}, extra_grid)
-    config = FitConfig(clf=clf, grid=grid, cv=cv, scale=scale, pca=pca, seed=seed)
+    config = FitConfig(clf=clf, grid=grid, cv=cv, scale=scale, pca=pca, seed=seed, solver=solver)
     with connect(scheduler) as client, contextlib.ExitStack() as stack:
         environment = None
         if client is not None:
@@ -112,6 +123,7 @@ def fit(
             reports_dir=reports_dir,
             skip_existing=skip_existing,
             n_jobs=n_jobs,
+            device=device,
             environment=environment,
         )
     if as_json:
@@ -164,7 +176,8 @@ def summary(record: RunRecord, reports_dir: str | None) -> str:
         f"test accuracy {record.test_accuracy:.4f}"
         + (f"   top-5 {record.top5_accuracy:.4f}" if record.top5_accuracy is not None else "")
         + f"   macro F1 {record.macro_f1:.4f}",
-        f"search {record.search_seconds:.1f} s, refit {record.fit_seconds:.1f} s, predict {record.predict_seconds:.2f} s",
+        f"search {record.search_seconds:.1f} s, refit {record.fit_seconds:.1f} s, predict {record.predict_seconds:.2f} s"
+        + (f" (solver {record.solver} on {record.solver_info.get('device', '?')})" if record.solver != "sklearn" else ""),
         f"record: {record.path(reports_dir)}",
         f"model:  {record.model_path(reports_dir)}",
     ]

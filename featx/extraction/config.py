@@ -13,11 +13,11 @@ the CLI are checked by these declarations alone.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from featx.core.devices import check_device
 from featx.core.errors import ConfigError
 from featx.core.registry import unknown_name_error
 from featx.core.schema import Config, Flag, NonNegativeInt, Number, PathText, PositiveInt, Seed, check, prepare
@@ -26,7 +26,6 @@ from featx.extraction.datasets.base import DEFAULT_TEST_FRACTION
 from featx.extraction.devices import PRECISIONS
 
 WEIGHT_KEYWORDS = ("pretrained", "random")
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def _backbone(name: str) -> str:
@@ -48,13 +47,6 @@ def _choice(choices: tuple[str, ...], what: str) -> Any:
         return value
 
     return check(validate)
-
-
-def _device(value: str) -> str:
-    text = value.strip().lower()
-    if not _DEVICE.match(text):
-        raise ConfigError(f"{value!r} is not a device; use auto, cpu, cuda or cuda:<index>")
-    return text
 
 
 def _dataset_spec(spec: str) -> str:
@@ -126,7 +118,7 @@ class ExtractOptions(Config):
             replaced only once the new one is complete).
     """
 
-    device: Annotated[str, check(_device)] = "auto"
+    device: Annotated[str, check(check_device)] = "auto"
     batch_size: PositiveInt | None = None
     num_workers: NonNegativeInt | None = None
     data_dir: PathText | None = None

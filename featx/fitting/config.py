@@ -9,7 +9,7 @@ the CLI are all checked by the declarations below.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, Strict, ValidationInfo, field_validator
 
@@ -36,6 +36,10 @@ class FitConfig(Config):
         scale: ``standard``, ``l2`` or ``none``.
         pca: keep this many principal components before the estimator, or None.
         seed: seeds the folds, PCA and the estimator.
+        solver: ``sklearn`` (scikit-learn's estimators, exactly GridSearchCV's scores),
+            ``torch`` (every fold and grid point in batched solves on the device, reaching
+            the same optimum; :mod:`featx.fitting.accelerated`), or ``auto`` (torch where it
+            serves the classifier and is faster on the device, else sklearn).
 
     Raises:
         ConfigError: any invalid value, naming its field (``grid.C``); an unknown
@@ -48,6 +52,7 @@ class FitConfig(Config):
     scale: Annotated[Scale, prepare(parse_scale)] = Scale.STANDARD
     pca: PositiveInt | None = None
     seed: Seed = 0
+    solver: Literal["auto", "torch", "sklearn"] = "auto"
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -75,8 +80,15 @@ class FitConfig(Config):
 
     def identity(self, features: str) -> dict[str, Any]:
         """What the run key hashes: the features (their content key, what they are) and
-        everything that changes the numbers."""
+        everything that changes the numbers.
+
+        The solver counts once resolved (``auto`` is resolved first, see
+        :func:`featx.fitting.protocol.plan_run`); scikit-learn's, the original one, adds
+        nothing, so records written before solvers existed keep their keys.
+        """
+        solver = {} if self.solver == "sklearn" else {"solver": self.solver}
         return {
+            **solver,
             "features": features,
             "clf": self.clf,
             "estimator_params": self.spec.fixed_params(self.seed),

@@ -19,7 +19,7 @@ import os
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from featx._version import __version__
 from featx.cache.reader import CacheInfo, features_content, open_features, read_split, resolve_features
 from featx.core.console import progress
-from featx.core.errors import FitError
+from featx.core.errors import ConfigError, FitError
 from featx.core.hashing import jsonable
 from featx.fitting.classifiers import Scale, build_pipeline
 from featx.fitting.config import FitConfig, check_n_jobs
@@ -57,7 +57,8 @@ class RunPlan:
 
     ``content`` is what the features are (their checksums' content key); the run key
     hashes it, not the ``key`` attribute of the file, so that a copy of an entry edited
-    under its original key never passes for it.
+    under its original key never passes for it. ``config`` has its solver resolved
+    (``auto`` made ``torch`` or ``sklearn``), and ``device`` is where a torch solver runs.
     """
 
     features_path: Path
@@ -67,6 +68,8 @@ class RunPlan:
     dataset: str
     backbone: str
     stem: str
+    config: FitConfig
+    device: str = "cpu"
 
     @property
     def record_file(self) -> str:
@@ -83,19 +86,64 @@ def plan_run(
     *,
     dataset: str | None = "cifar10",
     cache_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
 ) -> RunPlan:
-    """Resolve the features and compute the run key and file names (reads attributes only).
+    """Resolve the features, the solver and the device; compute the run key and file names
+    (reads attributes only).
 
     Raises:
         CacheError: the features file is missing, untrusted or of another format version.
+        ConfigError: ``solver`` torch for a config the torch solvers do not serve.
+        DeviceError: CUDA asked for and not there.
     """
     path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
     info = open_features(path, splits=("train", "test"))
     content = features_content(info, ("train", "test"))
+    config, where = resolve_solver(config, device)
     key = run_key(config.identity(content))
     data_set, backbone = source_names(info)
     stem = run_stem(dataset=data_set, backbone=backbone, features_key=info.key, clf=config.clf, key=key)
-    return RunPlan(features_path=path, info=info, content=content, key=key, dataset=data_set, backbone=backbone, stem=stem)
+    return RunPlan(
+        features_path=path,
+        info=info,
+        content=content,
+        key=key,
+        dataset=data_set,
+        backbone=backbone,
+        stem=stem,
+        config=config,
+        device=where,
+    )
+
+
+def resolve_solver(config: FitConfig, device: str = "auto") -> tuple[FitConfig, str]:
+    """The config with its solver resolved, and the device a torch solver runs on.
+
+    ``sklearn`` stays (and never imports torch); ``torch`` needs a classifier and grid the
+    torch solvers serve; ``auto`` takes torch where it serves them and is faster on the
+    device (:data:`AUTO_TORCH`: every served classifier on CUDA; on a CPU, those the
+    benchmark found faster), else sklearn.
+
+    Raises:
+        ConfigError: ``torch`` for a config the torch solvers do not serve.
+        DeviceError: CUDA asked for and not there.
+    """
+    from featx.core.devices import check_device
+
+    device = check_device(device)
+    if config.solver == "sklearn":
+        return config, "cpu"
+    from featx.core.devices import resolve_device
+    from featx.fitting.accelerated import AUTO_TORCH, unsupported
+
+    where = resolve_device(device)
+    problem = unsupported(config)
+    if config.solver == "torch":
+        if problem:
+            raise ConfigError(f"{problem}; use solver sklearn", field="solver")
+        return config, str(where)
+    chosen = "torch" if problem is None and config.clf in AUTO_TORCH[where.type] else "sklearn"
+    return config.replace(solver=chosen), str(where) if chosen == "torch" else "cpu"
 
 
 def find_existing(
@@ -105,13 +153,14 @@ def find_existing(
     dataset: str | None = "cifar10",
     cache_dir: str | os.PathLike[str] | None = None,
     reports_dir: str | os.PathLike[str] | None = None,
+    device: str = "auto",
 ) -> RunRecord | None:
     """The up-to-date record of this exact run, if one was written before (no fitting).
 
     Raises:
         CacheError: the features cannot be resolved or trusted.
     """
-    plan = plan_run(features, config, dataset=dataset, cache_dir=cache_dir)
+    plan = plan_run(features, config, dataset=dataset, cache_dir=cache_dir, device=device)
     return existing_record(plan.record_file, plan.key, reports_dir)
 
 
@@ -125,6 +174,7 @@ def fit(
     skip_existing: bool = False,
     save: bool = True,
     n_jobs: int = -1,
+    device: str = "auto",
     environment: Mapping[str, Any] | None = None,
     **config_fields: Any,
 ) -> RunRecord:
@@ -148,6 +198,9 @@ def fit(
         n_jobs: folds run at once by joblib (-1: every core of its active backend);
             does not change the result. Inside ``joblib.parallel_config(backend="dask")``
             the folds are tasks on a Dask cluster (see :func:`featx.cluster.fold_work_on`).
+            The torch solvers run every fold in one batch, here.
+        device: where the torch solvers run: ``auto`` (CUDA when present), ``cpu``,
+            ``cuda`` or ``cuda:<index>``.
         environment: facts added to the record's ``environment`` (e.g. the cluster the
             folds ran on).
 
@@ -167,7 +220,8 @@ def fit(
         config = config.replace(**config_fields)
     n_jobs = check_n_jobs(n_jobs)
     started = time.perf_counter()
-    plan = plan_run(features, config, dataset=dataset, cache_dir=cache_dir)
+    plan = plan_run(features, config, dataset=dataset, cache_dir=cache_dir, device=device)
+    config = plan.config
     if skip_existing:
         found = existing_record(plan.record_file, plan.key, reports_dir)
         if found is not None:
@@ -184,8 +238,12 @@ def fit(
         data.X.shape[1],
         len(data.class_names),
     )
-    search = _cross_validate(config, data, n_jobs=n_jobs)
-    model, test = _refit_and_test(config, search.best_params, data.X, data.y, data.X_test, data.y_test, len(data.class_names))
+    if config.solver == "torch":
+        search, model, fit_seconds = _accelerated(config, data, device=plan.device)
+        test = _test(model, data.X_test, data.y_test, len(data.class_names), fit_seconds=fit_seconds)
+    else:
+        search = _cross_validate(config, data, n_jobs=n_jobs)
+        model, test = _refit_and_test(config, search.best_params, data.X, data.y, data.X_test, data.y_test, len(data.class_names))
     log.info("test accuracy %.4f (refit %.1f s, predict %.2f s)", test.scores.accuracy, test.fit_seconds, test.predict_seconds)
     for message in dict.fromkeys(search.warnings + test.warnings):
         log.warning("%s", message)
@@ -221,6 +279,7 @@ class _Search:
     fold_scores: np.ndarray  # (n_points, n_folds)
     seconds: float
     warnings: list[str]
+    solver_info: dict[str, Any] = field(default_factory=dict)  # how the torch solvers ran
 
     @property
     def means(self) -> np.ndarray:
@@ -320,6 +379,32 @@ def _cross_validate(config: FitConfig, data: _Data, *, n_jobs: int) -> _Search:
     return search
 
 
+def _accelerated(config: FitConfig, data: _Data, *, device: str) -> tuple[_Search, Any, float]:
+    """Every fold and grid point on the torch solvers, then the model at the chosen point
+    (the whole split solved by them too: its time is the record's refit time)."""
+    from featx.fitting.accelerated import search
+
+    folds = stratified_folds(data.y, config.cv, config.seed)
+    _check_fold_sizes(config, folds)
+    points = grid_points(config.grid)
+    log.info("searching %d grid point(s) x %d folds with the torch solvers on %s", len(points), len(folds), device)
+    with collect_warnings() as messages:
+        try:
+            found = search(config, data.X, data.y, folds, points, device=device)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError) as error:
+            raise FitError(f"{config.clf} failed during cross-validation: {error}") from error
+    result = _Search(points=points, fold_scores=found.fold_scores, seconds=found.seconds, warnings=messages, solver_info=found.info)
+    best = result.best
+    log.info(
+        "best %s: CV accuracy %.4f +/- %.4f (search %.1f s)",
+        format_point(result.best_params),
+        result.means[best],
+        result.stds[best],
+        result.seconds,
+    )
+    return result, found.model, found.model_seconds
+
+
 def _refit_and_test(
     config: FitConfig, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, n_classes: int
 ) -> tuple[Any, _Test]:
@@ -334,13 +419,20 @@ def _refit_and_test(
         start = time.perf_counter()
         model.fit(X, y)
         fit_seconds = time.perf_counter() - start
+    test = _test(model, X_test, y_test, n_classes, fit_seconds=fit_seconds)
+    return model, replace(test, warnings=messages + test.warnings)
+
+
+def _test(model: Any, X_test: np.ndarray, y_test: np.ndarray, n_classes: int, *, fit_seconds: float) -> _Test:
+    """Score the test split once with the fitted model."""
+    with collect_warnings() as messages, threadpool_limits(limits=1, user_api="blas"):
         start = time.perf_counter()
         predicted = model.predict(X_test)
         scores = _scores(model, X_test)
         predict_seconds = time.perf_counter() - start
     test = classification_scores(y_test, predicted, n_classes)
     top5 = top_k_accuracy(y_test, scores, model.classes_) if scores is not None else None
-    return model, _Test(test, top5, fit_seconds, predict_seconds, messages)
+    return _Test(test, top5, fit_seconds, predict_seconds, messages)
 
 
 def _record(
@@ -409,6 +501,8 @@ def _record(
         model_file=plan.model_file,
         warnings=list(dict.fromkeys(search.warnings + test.warnings)),
         environment={**_environment(), **(environment or {})},
+        solver=config.solver,
+        solver_info=jsonable(search.solver_info),
     )
 
 

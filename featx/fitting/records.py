@@ -181,6 +181,8 @@ class RunRecord:
     warnings: list[str] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     model_sha256: str | None = None
+    solver: str = "sklearn"
+    solver_info: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

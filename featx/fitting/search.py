@@ -74,7 +74,7 @@ def best_index(mean_scores: np.ndarray) -> int:
     return int(np.argmax(np.asarray(mean_scores)))
 
 
-def _group(points: Sequence[Point], path_params: Sequence[str]) -> dict[tuple[tuple[str, Any], ...], list[int]]:
+def group_points(points: Sequence[Point], path_params: Sequence[str]) -> dict[tuple[tuple[str, Any], ...], list[int]]:
     """Indices of the points that differ only in ``path_params``, keyed by the other params."""
     groups: dict[tuple[tuple[str, Any], ...], list[int]] = {}
     for index, point in enumerate(points):
@@ -164,7 +164,7 @@ def search_knn(
     from sklearn.base import clone
 
     scores = np.empty(len(points))
-    for key, indices in _group(points, ("n_neighbors", "weights")).items():
+    for key, indices in group_points(points, ("n_neighbors", "weights")).items():
         params = estimator.get_params()
         k_max = max(int(points[i].get("n_neighbors", params["n_neighbors"])) for i in indices)
         model = clone(estimator).set_params(**dict(key), n_neighbors=k_max, weights="uniform").fit(X_train, y_train)
@@ -205,7 +205,7 @@ def search_linearsvc_path(
     classes = np.unique(y_train)
     targets = l2svm.one_vs_rest_targets(y_train, classes)
     X_train = np.ascontiguousarray(X_train, dtype=np.float32)
-    for key, indices in _group(points, ("C",)).items():
+    for key, indices in group_points(points, ("C",)).items():
         params = {**estimator.get_params(), **dict(key)}
         if any(params.get(name) != value for name, value in _L2SVM_OBJECTIVE.items()) or len(classes) < 2:
             scores[indices] = search_each(estimator, X_train, y_train, X_val, y_val, [points[i] for i in indices])

@@ -78,6 +78,7 @@ def fit_command(record: RunRecord) -> str:
     parts += ["--cv", str(record.cv), "--scale", record.scale, "--seed", str(record.seed)]
     if record.pca:
         parts += ["--pca", str(record.pca)]
+    parts += ["--solver", record.solver]  # as resolved: auto may choose otherwise on another machine
     return shlex.join(parts)
 
 

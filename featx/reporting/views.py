@@ -254,6 +254,24 @@ def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, r
     )
 
 
+def solver_text(record: RunRecord) -> str:
+    """How the grid was searched: scikit-learn's estimators, or the torch solvers and how they ran."""
+    if record.solver != "torch":
+        return "scikit-learn (each fold and grid point fitted as GridSearchCV does; the best point refit)"
+    info = record.solver_info
+    parts = [
+        f"torch on {info.get('device', '?')}: every fold and grid point in batched solves, then the whole split at the chosen point (no lbfgs or liblinear refit)"
+    ]
+    if info.get("iterations"):
+        parts.append(
+            f"{info['iterations']:,} L-BFGS iterations in all, largest final gradient {info.get('max_gradient', 0.0):.1e} "
+            "(scikit-learn's lbfgs stops at 1e-4 in these units)"
+        )
+    if info.get("streamed"):
+        parts.append("the features streamed to the device in row blocks")
+    return "; ".join(parts)
+
+
 def _pca_view(features_path: str, backbone: str, key: str, content: str | None, scale: str, root: Path, *, draw: bool) -> PcaView:
     from featx.fitting.projection import PCA_DIR, existing_pca, pca, pca_stem
 
@@ -317,6 +335,7 @@ def _run_view(record: RunRecord, label: str, selection: Selection) -> RunView:
             f"best point refit on all of them, scored once on the {record.features.n_test:,} test images",
         ),
         ("pipeline", " → ".join(record.pipeline)),
+        ("solver", solver_text(record)),
         ("timings", f"search {record.search_seconds:,.1f} s, refit {record.fit_seconds:,.1f} s, predict {record.predict_seconds:,.2f} s"),
         ("record", f"{record.record_file} ({record.created}, featx {record.featx_version})"),
     ]

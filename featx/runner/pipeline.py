@@ -69,6 +69,7 @@ def extract_task(request: ExtractRequest) -> TaskValue:
 def fit_task(
     config: FitConfig,
     n_jobs: int,
+    device: str,
     force: bool,
     cache_dir: str,
     reports_dir: str,
@@ -81,10 +82,12 @@ def fit_task(
     from featx.fitting.protocol import find_existing, fit
 
     if not force:
-        found = find_existing(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir)
+        found = find_existing(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, device=device)
         if found is not None:
             return TaskValue(found, True)
-    record = fit(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, n_jobs=n_jobs, environment=environment)
+    record = fit(
+        features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, n_jobs=n_jobs, device=device, environment=environment
+    )
     return TaskValue(record, False)
 
 
@@ -136,7 +139,7 @@ def plan_pipeline(
                     f"fit:{name}:{column}",
                     "fit",
                     fit_task,
-                    (fit_config, spec.n_jobs, force, cache, reports),
+                    (fit_config, spec.n_jobs, spec.fit_device, force, cache, reports),
                     (extract_key,),
                     label=f"fit {column} on {name}",
                 )

@@ -36,8 +36,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator, Field, create_model
+from pydantic import AfterValidator, BeforeValidator, Field, create_model
 
+from featx.core.devices import check_device
 from featx.core.errors import ConfigError, FeatxError
 from featx.core.registry import closest_names
 from featx.core.schema import Config, describe_value
@@ -94,8 +95,8 @@ class _FitSection(Config):
     def unknown_key_hint(cls, key: str) -> str:
         if key == "grid":
             return "; a grid belongs to one classifier: classifiers[i].grid"
-        if key == "n_jobs":
-            return "; n_jobs is set for every classifier, under fit:"
+        if key in ("n_jobs", "device"):
+            return f"; {key} is set for every classifier, under fit:"
         return ""
 
 
@@ -119,7 +120,11 @@ ExtractSection: Any = create_model(
 BackboneEntry: Any = create_model("BackboneEntry", __base__=ExtractSection, name=(Name, ...))
 #: ``fit:``: options of every classifier
 FitSection: Any = create_model(
-    "FitSection", __base__=_FitSection, **_fields(FitConfig, FIT_CONFIG_KEYS), n_jobs=(Annotated[int, BeforeValidator(check_n_jobs)], -1)
+    "FitSection",
+    __base__=_FitSection,
+    **_fields(FitConfig, FIT_CONFIG_KEYS),
+    n_jobs=(Annotated[int, BeforeValidator(check_n_jobs)], -1),
+    device=(Annotated[str, AfterValidator(check_device)], "auto"),
 )
 #: one entry of ``classifiers:``
 ClassifierEntry: Any = create_model(
@@ -166,6 +171,7 @@ class PipelineSpec:
         backbones: one extraction request per backbone, in file order.
         classifiers: one fit config per classifier, in file order.
         n_jobs: fold workers of every fit.
+        fit_device: where the torch solvers of every fit run.
         pca: PCA plot options (``per_class``, ``seed``; the scalings are the
             classifiers'), or None for no plots.
         description: free text for the report.
@@ -177,6 +183,7 @@ class PipelineSpec:
     backbones: tuple[ExtractRequest, ...]
     classifiers: tuple[FitConfig, ...]
     n_jobs: int = -1
+    fit_device: str = "auto"
     pca: PcaConfig | None = field(default_factory=PcaConfig)
     description: str = ""
     source: Path | None = field(default=None, compare=False)
@@ -214,7 +221,8 @@ class PipelineSpec:
         Args:
             dataset: read another data set (e.g. ``imagefolder:/tmp/cifar10-jpg``).
             limit: at most this many images per split (class-balanced).
-            data_dir, weights, device, precision, batch_size: set for every backbone.
+            data_dir, weights, precision, batch_size: set for every backbone.
+            device: where every backbone is extracted and every fit's torch solver runs.
             n_jobs: fold workers of every fit.
             skip_bad: leave out image files that cannot be decoded (see :class:`ExtractConfig`).
             backbones: keep only these backbones (names as in the file).
@@ -237,6 +245,7 @@ class PipelineSpec:
             _check_weights(str(weights), field="weights")
         return replace(
             self,
+            fit_device=self.fit_device if device is None else check_device(device),
             dataset=dataset or self.dataset,
             backbones=requests,
             classifiers=kept_classifiers,
@@ -266,6 +275,7 @@ class PipelineSpec:
                     for c in self.classifiers
                 ],
                 "n_jobs": self.n_jobs,
+                "fit_device": self.fit_device,
                 "pca": {"per_class": self.pca.per_class, "seed": self.pca.seed} if self.pca else None,
             }
         )
@@ -352,6 +362,7 @@ def parse_pipeline(data: Any, *, name: str = "pipeline", source: Path | None = N
         backbones=backbones,
         classifiers=classifiers,
         n_jobs=document.fit.fields()["n_jobs"],
+        fit_device=document.fit.fields()["device"],
         pca=pca,
         source=source,
     )
