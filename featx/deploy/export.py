@@ -28,6 +28,7 @@ from featx.core.atomic import atomic_path, atomic_write_text
 from featx.core.errors import ConfigError, WriteError
 from featx.core.hashing import file_sha256
 from featx.core.heads import LinearHead
+from featx.core.ownership import FileKind
 from featx.deploy.runs import resolve_run
 from featx.fitting.folding import fold_pipeline
 from featx.fitting.records import load_model
@@ -115,7 +116,7 @@ def export_model(
     head = fold_pipeline(model, len(record.class_names))
     extractor = load_extractor(record.features.attrs, features_path=record.features.path, weights=weights, device="cpu")
     module = compile_classifier(extractor.model, extractor.data_config, head, list(record.class_names))
-    with atomic_path(target) as tmp:
+    with atomic_path(target, kind=EXPORT_KIND) as tmp:
         save_scripted(module, str(tmp))
     sha256 = file_sha256(target)
     kind = "linear" if isinstance(head, LinearHead) else "knn"
@@ -151,7 +152,7 @@ def export_model(
             "precision": record.features.attrs.get("precision"),
         },
     }
-    atomic_write_text(sidecar, json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(sidecar, json.dumps(meta, indent=2) + "\n", kind=SIDECAR_KIND)
     log.info("exported %s (%s head, %s) to %s", record.run_key, kind, head.score, target)
     return ExportFiles(
         model=target, sidecar=sidecar, head=kind, score=head.score, class_names=tuple(record.class_names), size_bytes=target.stat().st_size
@@ -165,6 +166,16 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("format") == EXPORT_FORMAT else None
+
+
+def _exported_by_featx(model: Path) -> bool:
+    """Whether ``model`` is an export featx wrote: its sidecar is featx's and names its sha256."""
+    meta = read_sidecar(sidecar_path(model))
+    return meta is not None and meta.get("model_sha256") == file_sha256(model)
+
+
+EXPORT_KIND = FileKind("TorchScript export", _exported_by_featx)
+SIDECAR_KIND = FileKind("export sidecar", lambda path: read_sidecar(path) is not None)
 
 
 def _check_replaceable(model: Path, sidecar: Path) -> None:

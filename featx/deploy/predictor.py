@@ -36,6 +36,7 @@ from featx.core.atomic import atomic_write_text
 from featx.core.console import progress
 from featx.core.errors import ConfigError, ImageReadError, PredictError, WriteError
 from featx.core.heads import PROBABILITY
+from featx.core.ownership import FileKind
 from featx.deploy.runs import ResolvedRun, resolve_run
 from featx.extraction.datasets.imagefolder import IMAGE_EXTENSIONS
 from featx.fitting.folding import class_scores, decision_scores, score_kind
@@ -452,7 +453,7 @@ def write_predictions(predictions: Predictions, out: str | os.PathLike[str], *, 
     """
     target = check_output(out)
     text = predictions.to_json(top_k) if target.suffix.lower() == ".json" else predictions.to_csv(top_k)
-    return atomic_write_text(target, text)
+    return atomic_write_text(target, text, kind=PREDICTIONS_KIND)
 
 
 def check_output(out: str | os.PathLike[str]) -> Path:
@@ -484,3 +485,6 @@ def _predictions_file(path: Path) -> bool:
     if path.suffix.lower() == ".json":
         return f'"format": "{PREDICTIONS_FORMAT}"' in head
     return head.startswith(CSV_HEADER)
+
+
+PREDICTIONS_KIND = FileKind("predictions file", _predictions_file)
