@@ -178,7 +178,7 @@ def test_reproducing_commands() -> None:
     )
     assert fit_command(record) == (
         f"featx fit --features {path} --clf knn --k-grid 1,3,5 --weights uniform,distance --metric euclidean "
-        "--cv 3 --scale standard --seed 0"
+        "--cv 3 --scale standard --seed 0 --solver sklearn"  # the solver as resolved: auto may choose otherwise elsewhere
     )
     page = featx.report().html.read_text()
     assert html_lib.escape(fit_command(record)) in page
