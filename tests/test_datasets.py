@@ -68,7 +68,7 @@ def closed_port_url() -> str:
 
 
 def test_registry_lists_every_source_and_suggests_close_names() -> None:
-    assert list_datasets() == sorted(["cifar10", "cifar100", "mnist", "fashion-mnist", "digits", "imagefolder"])
+    assert list_datasets() == sorted(["cifar10", "cifar100", "mnist", "fashion-mnist", "digits", "imagefolder", "shapes"])
     assert all(source.summary for source in DATASETS.values())
     with pytest.raises(UnknownNameError, match="did you mean cifar10"):
         load_dataset("cifar-10")

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "report": "featx.cli.report:report",
     "run": "featx.cli.run:run",
     "demo": "featx.cli.demo:demo",
+    "weights": "featx.cli.weights:weights",
 }
 
 EXIT_USAGE = 2
@@ -100,7 +101,8 @@ def main(debug: bool, verbose: int, quiet: bool) -> None:
       featx fit --features resnet50 --clf logreg
       featx report                             # reports/index.html
       featx run pipelines/cifar10-classic.yaml # the whole comparison, then the report
-      featx demo                               # offline, on scikit-learn's digits
+      featx demo                               # offline: pretrained vs random vs pixels
+      featx weights ls                         # which pretrained weights this machine has
     """
     setup_logging(-1 if quiet else verbose)
 

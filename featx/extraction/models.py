@@ -1,27 +1,67 @@
 """Building the frozen feature extractor: a timm model with its weights, for inference.
 
-:func:`create_backbone` builds ``timm.create_model(name, num_classes=0)`` (pooled pre-logits)
+:func:`load_backbone` builds ``timm.create_model(name, num_classes=0)`` (pooled pre-logits)
 with the weights a :class:`~featx.extraction.weights.Weights` names, in eval mode with
 gradients off; :func:`fold_batchnorm` folds BatchNorm into the convolutions where the
 model can be traced. Only here (and in the engine that runs the model) is torch imported.
+
+Loading is strict. A checkpoint (a file given, a hub cache or torch hub file, a converted
+weights package) goes through timm's own loading, so that its checkpoint filters and the
+removal of the classifier apply, but featx reads the file itself: it unwraps a
+``state_dict`` or ``model`` nesting and strips a ``module.`` or ``model.`` prefix where that
+makes the keys match the model (and says so in :attr:`LoadedModel.notes`), and afterwards
+it checks that every tensor of the model was loaded and no tensor of the checkpoint was
+left over. Anything else is a :class:`~featx.core.errors.WeightsError` that lists the first
+keys that did not match: features never come from a half-initialised model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featx.core.errors import WeightsError
 from featx.extraction.backbones import TIMM_DEFAULTS, Backbone
-from featx.extraction.weights import Weights, hub_cache_dir, weights_failure
+from featx.extraction.weights import NETWORK, PACKAGE, Weights, check_network, hub_cache_dir, weights_failure
 
 if TYPE_CHECKING:  # torch and timm are imported only when a model is built
     import torch
 
 log = logging.getLogger(__name__)
 
+#: entries a training checkpoint nests its state dict under (Lightning, timm's train script; DeiT, torchvision's references)
+NESTINGS = ("state_dict", "model")
+#: prefixes a wrapper adds to every key (DistributedDataParallel; a LightningModule's ``self.model``)
+PREFIXES = ("module.", "model.")
+#: keys named in an error, of each kind
+SHOWN_KEYS = 5
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A built backbone and what loading its weights involved.
+
+    Attributes:
+        model: the ``torch.nn.Module``, on the CPU, in eval mode, gradients off.
+        notes: how the checkpoint was adapted to the model (a nesting unwrapped, a prefix
+            stripped, a package converted), in words; empty when it loaded as it was.
+    """
+
+    model: torch.nn.Module
+    notes: tuple[str, ...] = ()
+
 
 def create_backbone(backbone: Backbone, weights: Weights, *, image_size: tuple[int, int] | None = None) -> torch.nn.Module:
+    """Build the frozen feature extractor (see :func:`load_backbone`) and return the model."""
+    return load_backbone(backbone, weights, image_size=image_size).model
+
+
+def load_backbone(backbone: Backbone, weights: Weights, *, image_size: tuple[int, int] | None = None) -> LoadedModel:
     """Build the frozen feature extractor: ``num_classes=0`` (pooled pre-logits), eval mode.
 
     Args:
@@ -32,31 +72,55 @@ def create_backbone(backbone: Backbone, weights: Weights, *, image_size: tuple[i
             resamples their position embeddings); other models ignore it.
 
     Returns:
-        A ``torch.nn.Module`` on the CPU, in eval mode, with gradients off.
+        The model and how its checkpoint was adapted.
 
     Raises:
-        WeightsError: the weights cannot be obtained or do not fit the model.
+        WeightsError: the weights cannot be obtained or do not fit the model (the keys
+            that did not match are listed).
     """
     import torch
 
+    if backbone.is_pixels:
+        return LoadedModel(torch.nn.Flatten().eval())
     kwargs: dict[str, Any] = {"num_classes": 0}
-    if weights.mode == "file":
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights.path)})
-    elif weights.mode == "pretrained":
-        cache = hub_cache_dir()
-        kwargs.update(pretrained=True, **({"cache_dir": str(cache)} if cache and _takes_cache_dir() else {}))
     native = tuple(backbone.pretrained_cfg.get("input_size") or TIMM_DEFAULTS["input_size"])[1:]
     if image_size is not None and tuple(image_size) != native:
         kwargs["img_size"] = tuple(image_size)
+    read: Callable[[], Mapping[str, Any]] | None = None
+    notes: list[str] = []
+    if weights.mode != "random":
+        log.info("%s: %s", backbone.name, weights.describe())
+    if weights.mode == "pretrained" and weights.source == NETWORK:
+        check_network(backbone)
+        cache = hub_cache_dir()
+        kwargs.update(pretrained=True, **({"cache_dir": str(cache)} if cache and _takes_cache_dir() else {}))
+    elif weights.mode in ("pretrained", "file"):
+        path = weights.path
+        if path is None:
+            raise WeightsError(f"no checkpoint file for {backbone.name}")  # a Weights built by hand
+        if weights.source == PACKAGE and weights.package is not None:
+            from featx.extraction.weight_packages import convert
+
+            path = convert(weights.package, path, version=weights.version, sha256=weights.sha256)
+            notes.append(f"converted from {weights.package.distribution} {weights.version} ({weights.package.mapping.__name__})")
+        overlay: dict[str, Any] = {"file": str(path)}
+        if backbone.pretrained_cfg.get("custom_load") and weights.mode == "pretrained":
+            overlay["custom_load"] = True  # timm's own format (.npz): timm reads it itself
+        else:
+            read = _reader(path)
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=overlay)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights.seed)  # random weights are reproducible; loaded ones overwrite them
-            model = _create(backbone, kwargs)
+            with _checked_loading(read) as load:
+                model = _create(backbone, kwargs)
     except Exception as error:  # timm, huggingface_hub, torch.load and safetensors all raise their own types
         raise WeightsError(weights_failure(backbone, weights, error)) from error
+    if kwargs.get("pretrained"):
+        _check_complete(backbone, weights, load)
     model.eval()
     model.requires_grad_(False)
-    return model
+    return LoadedModel(model, tuple(notes + load.notes))
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -82,6 +146,152 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     except Exception as error:  # tracing fails on data-dependent control flow: keep the model
         log.debug("BatchNorm not folded (%s: %s)", type(error).__name__, error)
         return model
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def read_checkpoint(path: Path) -> Mapping[str, Any]:
+    """The object a checkpoint file holds: ``.safetensors`` by safetensors, anything else by
+    ``torch.load(weights_only=True)`` (which refuses pickled code)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    import torch
+
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(loaded, Mapping):
+        raise WeightsError(f"{path} holds a {type(loaded).__name__}, not a state dict")
+    return loaded
+
+
+def normalise_state(checkpoint: Mapping[str, Any], model_keys: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """The checkpoint's tensors under the model's key names, and what was done to get them.
+
+    A checkpoint without tensors at its top level is unwrapped from the first entry of
+    :data:`NESTINGS` that holds a mapping. A prefix of :data:`PREFIXES` is stripped when
+    more keys then match the model's. Nothing else is renamed: whatever does not match
+    stays as it is, for the strict check to name it.
+
+    Args:
+        checkpoint: what the file holds.
+        model_keys: the model's state dict keys.
+
+    Returns:
+        The tensors, and the adaptations in words (empty when none was needed).
+
+    Raises:
+        WeightsError: no tensors anywhere the nestings lead.
+    """
+    import torch
+
+    notes = []
+    state: Mapping[str, Any] = checkpoint
+    while not any(isinstance(v, torch.Tensor) for v in state.values()):
+        nested = next((key for key in NESTINGS if isinstance(state.get(key), Mapping)), None)
+        if nested is None:
+            shown = ", ".join(repr(k) for k in list(state)[:SHOWN_KEYS])
+            raise WeightsError(
+                f"not a state dict: no tensors at its top level nor under {' or '.join(map(repr, NESTINGS))} (its keys: {shown})"
+            )
+        notes.append(f"took the state dict nested under {nested!r}")
+        state = state[nested]
+    tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    for prefix in PREFIXES:
+        stripped = {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in tensors.items()}
+        if len(stripped) == len(tensors) and len(model_keys & stripped.keys()) > len(model_keys & tensors.keys()):
+            count = sum(k.startswith(prefix) for k in tensors)
+            notes.append(f"stripped the prefix {prefix!r} from {count} keys")
+            tensors = stripped
+    return tensors, notes
+
+
+def _reader(path: Path) -> Callable[[], Mapping[str, Any]]:
+    return lambda: read_checkpoint(path)
+
+
+@dataclass
+class _Load:
+    """What one load through timm did: the adaptations, and the keys that did not match."""
+
+    notes: list[str] = field(default_factory=list)
+    checked: bool = False
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+
+# timm's loading is swapped for the duration of one model build: one build at a time per process
+_TIMM_LOAD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _checked_loading(read: Callable[[], Mapping[str, Any]] | None) -> Iterator[_Load]:
+    """While timm builds a model: feed its loader the state dict ``read`` returns (unwrapped
+    and de-prefixed against the model's keys), and record which keys did not match.
+
+    timm's ``load_pretrained`` applies the architecture's checkpoint filter and drops the
+    classifier, then loads non-strictly (the classifier is gone): its result, caught with a
+    post-load hook, is what :func:`_check_complete` judges. timm's own log lines about the
+    keys are kept out of the terminal (the error lists them).
+    """
+    from timm.models import _builder
+
+    load = _Load()
+    original = _builder.load_pretrained
+
+    def load_pretrained(model: torch.nn.Module, pretrained_cfg: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        cfg = dict(pretrained_cfg or getattr(model, "pretrained_cfg", {}) or {})
+        if read is not None:
+            state, notes = normalise_state(read(), set(model.state_dict()))
+            load.notes.extend(notes)
+            cfg.update(state_dict=state, file=None)
+
+        def capture(module: torch.nn.Module, incompatible: Any) -> None:
+            load.checked = True
+            load.missing = list(incompatible.missing_keys)
+            load.unexpected = list(incompatible.unexpected_keys)
+
+        handle = model.register_load_state_dict_post_hook(capture)
+        try:
+            original(model, pretrained_cfg=cfg, **kwargs)
+        finally:
+            handle.remove()
+
+    quiet = logging.getLogger(_builder.__name__)
+    with _TIMM_LOAD:
+        level = quiet.level
+        _builder.load_pretrained = load_pretrained  # type: ignore[assignment]  # the same call, keywords after the model
+        quiet.setLevel(logging.ERROR)
+        try:
+            yield load
+        finally:
+            _builder.load_pretrained = original
+            quiet.setLevel(level)
+
+
+def _check_complete(backbone: Backbone, weights: Weights, load: _Load) -> None:
+    """Raise unless every tensor of the model came from the checkpoint and none was left over."""
+    if not load.checked:  # timm's own format (custom_load): timm read it whole
+        return
+    if not load.missing and not load.unexpected:
+        return
+    parts = []
+    if load.missing:
+        parts.append(f"{len(load.missing)} tensor(s) of the model are not in it ({_first(load.missing)})")
+    if load.unexpected:
+        parts.append(f"{len(load.unexpected)} tensor(s) of it are not in the model ({_first(load.unexpected)})")
+    what = {"file": f"the checkpoint {weights.path}"}.get(weights.mode, f"the {weights.describe()}")
+    tried = f"; featx tried {', '.join(load.notes)}" if load.notes else ""
+    raise WeightsError(
+        f"{what} does not fit {backbone.name}: {' and '.join(parts)}{tried}. featx loads a checkpoint only whole "
+        f"(the classifier excepted; a 'state_dict' or 'model' nesting and a 'module.' or 'model.' prefix are undone); "
+        f"save the backbone's own state_dict (model.state_dict() of timm.create_model({backbone.architecture!r}))"
+    )
+
+
+def _first(keys: list[str]) -> str:
+    return ", ".join(keys[:SHOWN_KEYS]) + (", ..." if len(keys) > SHOWN_KEYS else "")
 
 
 def _takes_cache_dir() -> bool:
