@@ -50,7 +50,7 @@ def test_shipped_pipelines_parse_and_every_backbone_has_pretrained_weights_in_ti
         backbone = resolve_backbone(config.backbone)  # offline: timm's registry, no model built
         assert request.dataset == spec.dataset
         if backbone.is_pixels or config.weights == "random":  # the demo's baselines: raw pixels, a random-weights twin
-            assert path.stem == "demo", f"{config.backbone} is a baseline in {path.name}"
+            assert path.stem in {"demo", "cifar10-transfer"}, f"{config.backbone} is a baseline in {path.name}"
             continue
         assert backbone.weights_source, f"{config.backbone} has no pretrained weights in timm"
         assert config.weights == "pretrained"
