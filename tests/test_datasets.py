@@ -259,6 +259,22 @@ def test_digits_is_embedded_grey_and_split_stratified() -> None:
     assert not np.array_equal(other.splits["test"].pixels, test.pixels)
 
 
+def test_shapes_are_drawn_balanced_colour_and_the_same_every_time() -> None:
+    data = load_dataset("shapes")
+    train, test = data.splits["train"], data.splits["test"]
+    assert (len(train), len(test)) == (1200, 600) and train.pixels.shape[1:] == (64, 64, 3)
+    assert data.class_names == ("circle", "ring", "square", "triangle", "star", "cross")
+    assert np.bincount(train.labels).tolist() == [200] * 6 and np.bincount(test.labels).tolist() == [100] * 6
+    assert load_dataset("shapes").identity == data.identity
+
+
+def test_a_read_only_data_set_goes_through_extraction_without_a_warning(recwarn: pytest.WarningsRecorder) -> None:
+    import featx
+
+    featx.extract("shapes", backbone="pixels", limit=12, image_size=8)  # shapes keeps its pixels read-only
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
+
+
 # --------------------------------------------------------------------------- image folders
 
 
