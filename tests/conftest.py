@@ -37,6 +37,7 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEATX_CACHE_DIR", str(tmp_path / "features"))
     monkeypatch.setenv("FEATX_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("FEATX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FEATX_WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("FEATX_SCHEDULER", raising=False)

@@ -7,6 +7,7 @@ import gzip
 import pickle
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -126,3 +127,45 @@ def fake_hub_cache(hub: Path, repo_id: str, state_dict: dict, *, revision: str =
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of each row of ``a`` with the same row of ``b``: ``(n,)``."""
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def unzip_cifar_subset(zip_path: Path, folder: Path, per_class: dict[str, int]) -> Path:
+    """The first ``per_class[split]`` images of every class of each split of the CIFAR-10 JPEG
+    zip (``cifar10-jpg/<split>/<class>/<file>.jpg``), unzipped into ``folder``; returns the image folder."""
+    import zipfile
+
+    taken: dict[tuple[str, str], int] = {}
+    with zipfile.ZipFile(zip_path) as zipped:
+        for member in sorted(zipped.namelist()):
+            parts = member.split("/")
+            if len(parts) != 4 or not parts[3].endswith(".jpg") or parts[1] not in per_class:
+                continue
+            if taken.get((parts[1], parts[2]), 0) < per_class[parts[1]]:
+                taken[(parts[1], parts[2])] = taken.get((parts[1], parts[2]), 0) + 1
+                zipped.extract(member, folder)
+    return folder / "cifar10-jpg"
+
+
+def busy_timm_model(name: str, seed: int) -> Any:
+    """A timm model (with its classifier) whose weights and BatchNorm statistics are all
+    non-trivial, seeded: a stand-in for pretrained weights that a wrong load would change."""
+    import timm
+    import torch
+
+    torch.manual_seed(seed)
+    model = timm.create_model(name, pretrained=False)
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            if key.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif tensor.is_floating_point():
+                tensor.normal_(0.0, 0.1)
+    return model.eval()
+
+
+def features_of(model: Any, images: Any) -> Any:
+    """The model's output on ``images`` in eval mode, without autograd."""
+    import torch
+
+    with torch.inference_mode():
+        return model.eval()(images)

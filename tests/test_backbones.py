@@ -16,7 +16,7 @@ from featx.extraction.backbones import CLASSIC_BACKBONES, resolve_backbone, reso
 from featx.extraction.dataconfig import DataConfig
 from featx.extraction.models import create_backbone
 from featx.extraction.weights import resolve_weights
-from tests.fakes import fake_hub_cache
+from tests.fakes import busy_timm_model, fake_hub_cache, features_of
 
 TINY = "test_resnet"
 
@@ -24,28 +24,13 @@ TINY = "test_resnet"
 @pytest.fixture(scope="module")
 def tiny_model() -> torch.nn.Module:
     """A test_resnet with a classifier and non-trivial weights (BN statistics too)."""
-    import timm
-
-    torch.manual_seed(123)
-    model = timm.create_model(TINY, pretrained=False)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 1.5)
-            elif tensor.is_floating_point():
-                tensor.normal_(0.0, 0.1)
-    return model.eval()
+    return busy_timm_model(TINY, seed=123)
 
 
 @pytest.fixture(scope="module")
 def probe() -> torch.Tensor:
     torch.manual_seed(7)
     return torch.randn(4, 3, 64, 64)
-
-
-def features_of(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return model.eval()(images)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +124,11 @@ def test_missing_pretrained_weights_name_the_three_options() -> None:
     with pytest.raises(WeightsError) as caught:
         create_backbone(backbone, resolve_weights("pretrained", backbone))
     message = str(caught.value)
-    for option in ("pretrained (network access", "a path to a local .safetensors or .pth checkpoint", "or random (random initialisation"):
+    for option in (
+        "pretrained (from the Hugging Face hub cache",
+        "a path to a local .safetensors or .pth checkpoint",
+        "or random (random initialisation",
+    ):
         assert option in message
     assert str(Path(os.environ["HF_HOME"]) / "hub") in message
 

@@ -68,7 +68,7 @@ def closed_port_url() -> str:
 
 
 def test_registry_lists_every_source_and_suggests_close_names() -> None:
-    assert list_datasets() == sorted(["cifar10", "cifar100", "mnist", "fashion-mnist", "digits", "imagefolder"])
+    assert list_datasets() == sorted(["cifar10", "cifar100", "mnist", "fashion-mnist", "digits", "imagefolder", "shapes"])
     assert all(source.summary for source in DATASETS.values())
     with pytest.raises(UnknownNameError, match="did you mean cifar10"):
         load_dataset("cifar-10")
@@ -257,6 +257,22 @@ def test_digits_is_embedded_grey_and_split_stratified() -> None:
     other = load_dataset("digits", seed=1)
     assert other.identity != data.identity
     assert not np.array_equal(other.splits["test"].pixels, test.pixels)
+
+
+def test_shapes_are_drawn_balanced_colour_and_the_same_every_time() -> None:
+    data = load_dataset("shapes")
+    train, test = data.splits["train"], data.splits["test"]
+    assert (len(train), len(test)) == (1200, 600) and train.pixels.shape[1:] == (64, 64, 3)
+    assert data.class_names == ("circle", "ring", "square", "triangle", "star", "cross")
+    assert np.bincount(train.labels).tolist() == [200] * 6 and np.bincount(test.labels).tolist() == [100] * 6
+    assert load_dataset("shapes").identity == data.identity
+
+
+def test_a_read_only_data_set_goes_through_extraction_without_a_warning(recwarn: pytest.WarningsRecorder) -> None:
+    import featx
+
+    featx.extract("shapes", backbone="pixels", limit=12, image_size=8)  # shapes keeps its pixels read-only
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
 
 
 # --------------------------------------------------------------------------- image folders

@@ -60,17 +60,17 @@ def cache_files() -> list[Path]:
 
 @pytest.fixture
 def count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every model build that goes through featx.extraction.models.create_backbone."""
+    """Record every model build that goes through featx.extraction.models.load_backbone."""
     import featx.extraction.models
 
     calls: list[str] = []
-    original = featx.extraction.models.create_backbone
+    original = featx.extraction.models.load_backbone
 
     def counting(backbone, weights, **kwargs):
         calls.append(backbone.name)
         return original(backbone, weights, **kwargs)
 
-    monkeypatch.setattr(featx.extraction.models, "create_backbone", counting)
+    monkeypatch.setattr(featx.extraction.models, "load_backbone", counting)
     return calls
 
 

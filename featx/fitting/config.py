@@ -47,7 +47,7 @@ class FitConfig(Config):
     """
 
     clf: Annotated[str, check(_classifier)]
-    grid: dict[str, tuple[GridValue, ...]] = Field(default_factory=dict)
+    grid: dict[str, tuple[GridValue, ...]] = Field(default_factory=dict, validate_default=True)
     cv: Annotated[int, Strict(), Field(ge=2)] = 5
     scale: Annotated[Scale, prepare(parse_scale)] = Scale.STANDARD
     pca: PositiveInt | None = None

@@ -28,9 +28,9 @@ CLASSIC_SCALE = Scale.STANDARD.value
 
 
 def weights_kind(attrs: Mapping[str, Any]) -> str:
-    """``pretrained``, ``file``, ``random`` or ``unknown``, from a feature file's attributes."""
+    """``pretrained``, ``file``, ``random``, ``none`` (raw pixels) or ``unknown``, from a feature file's attributes."""
     mode = str(attrs.get("weights_mode") or "")
-    if mode in ("pretrained", "file", "random"):
+    if mode in ("pretrained", "file", "random", "none"):
         return mode
     weights = str(attrs.get("weights") or "")
     for kind in ("pretrained", "file", "random"):
@@ -42,8 +42,13 @@ def weights_kind(attrs: Mapping[str, Any]) -> str:
 def weights_text(attrs: Mapping[str, Any]) -> str:
     """How the weights read in the report: ``pretrained (timm/resnet50.a1_in1k)``, ``RANDOM (seed 0)``..."""
     kind, weights = weights_kind(attrs), str(attrs.get("weights") or "")
+    if kind == "pretrained" and weights.startswith("pretrained:package:"):
+        package, _, sha = weights.removeprefix("pretrained:package:").partition(":sha256:")
+        return f"pretrained (package {package.replace('==', ' ')}, sha256 {sha[:12]})"
     if kind == "pretrained":
         return f"pretrained ({weights.partition(':')[2] or weights})"
+    if kind == "none":
+        return "none (raw pixels)"
     if kind == "file":
         sha = weights.rpartition(":")[2]
         where = str(attrs.get("weights_path") or "")
@@ -114,6 +119,7 @@ def comparison_frame(selection: Selection) -> pd.DataFrame:
     rows = []
     for _, group in selection.frame.groupby("group", sort=False):
         labels = row_labels(group)
+        contrasts = contrast_keys({r.features.key: r.features for r in group["record"]})
         for record in group["record"]:
             f = record.features
             rows.append(
@@ -124,6 +130,7 @@ def comparison_frame(selection: Selection) -> pd.DataFrame:
                     "backbone": labels[f.identity],
                     "weights": weights_text(f.attrs),
                     "random_weights": weights_kind(f.attrs) == "random",
+                    "contrast": f.key in contrasts,
                     "classifier": classifier_label(record.clf, record.scale, record.pca),
                     "test_accuracy": record.test_accuracy,
                     "cv_mean": record.cv_best_score,
@@ -190,6 +197,19 @@ def extraction_frame(records: Sequence[RunRecord], labels: Mapping[str, str]) ->
             }
         )
     return pd.DataFrame(rows)
+
+
+def contrast_keys(sources: Mapping[str, Any]) -> set[str]:
+    """The random-weights rows of a table that are contrasts: the same architecture also has a
+    row with pretrained weights (or a checkpoint) there, so the pair shows what the weights add.
+
+    Args:
+        sources: features key -> the run record's features (with ``attrs``).
+    """
+    trained = {str(f.attrs.get("architecture") or f.backbone) for f in sources.values() if weights_kind(f.attrs) in ("pretrained", "file")}
+    return {
+        key for key, f in sources.items() if weights_kind(f.attrs) == "random" and str(f.attrs.get("architecture") or f.backbone) in trained
+    }
 
 
 def size_text(attrs: Mapping[str, Any]) -> str:

@@ -55,7 +55,8 @@ class ReportFiles:
         markdown: the comparison tables as Markdown.
         n_runs: runs shown (one per cell).
         n_tables: test sets (one table each).
-        random_weights: whether any features shown were made with random weights.
+        random_weights: whether any features shown were made with random weights (contrast rows
+            beside their pretrained twin excepted).
         skipped: files under ``runs/`` that are not readable run records (listed on the page).
     """
 
@@ -127,7 +128,7 @@ def report(
         "tables": tables,
         "n_runs": len(shown),
         "n_random": n_random,
-        "random_labels": sorted({row.label for t in tables for row in t.rows if row.random}),
+        "random_labels": sorted({row.label for t in tables for row in t.rows if row.random and not row.contrast}),
         "manifests": manifests,
         "provenance": provenance(shown, command=command or _default_command(reports_dir, out), generated=generated),
         "reports_dir": str(root),
@@ -185,7 +186,12 @@ def comparison_markdown(tables: Sequence[TableView], *, generated: str) -> str:
         f"Generated {generated} by featx {__version__}.\n"
     ]
     for table in tables:
-        data = {"backbone": [row.label + (" ⚠ RANDOM WEIGHTS" if row.random else "") for row in table.rows]}
+        data = {
+            "backbone": [
+                row.label + (" (random weights: contrast)" if row.contrast else " ⚠ RANDOM WEIGHTS" if row.random else "")
+                for row in table.rows
+            ]
+        }
         for index, column in enumerate(table.columns):
             values = []
             for row in table.rows:
@@ -197,6 +203,10 @@ def comparison_markdown(tables: Sequence[TableView], *, generated: str) -> str:
                 values.append(f"{test} (CV {pp(c.cv_mean)} ± {pp(c.cv_std)}; {c.params})")
             data[column] = values
         parts.append(f"## {table.title}\n\n{table.subtitle}\n\n{markdown_table(pd.DataFrame(data))}\n\n{table.best}\n")
+        if table.transfer:
+            parts.append(
+                "What transfer learning buys (best test accuracy of each row):\n\n" + "".join(f"* {line}\n" for line in table.transfer)
+            )
         if table.n_random:
             parts.append(
                 "⚠ Rows marked RANDOM WEIGHTS used randomly initialised backbones, not pretrained ones: "

