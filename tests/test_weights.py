@@ -312,7 +312,10 @@ def save(tmp_path: Path) -> Callable[[object, str], Path]:
 @pytest.mark.parametrize(
     ("wrap", "note"),
     [
-        (lambda s: {"state_dict": {f"model.{k}": v for k, v in s.items()}, "epoch": 2}, "tensors read from its 'state_dict' entry; prefix 'model.' stripped"),
+        (
+            lambda s: {"state_dict": {f"model.{k}": v for k, v in s.items()}, "epoch": 2},
+            "tensors read from its 'state_dict' entry; prefix 'model.' stripped",
+        ),
         (lambda s: {f"module.{k}": v for k, v in s.items()}, "prefix 'module.' stripped"),
         (lambda s: {"model": s, "optimizer": {"lr": 0.1}}, "tensors read from its 'model' entry"),
     ],
@@ -349,7 +352,10 @@ def test_a_checkpoint_missing_tensors_is_refused_naming_the_first_few(original, 
         create_backbone(backbone, resolve_weights(save(state, "partial.pth"), backbone))
     # an unknown prefix is not guessed: every key is missing and unexpected, and the error says so
     foreign = {f"net.{k}": v for k, v in original.state_dict().items()}
-    with pytest.raises(WeightsError, match=r"of the model's tensors not in the file .* tensor\(s\) in the file the model does not have \(net\.conv_stem\.weight"):
+    with pytest.raises(
+        WeightsError,
+        match=r"of the model's tensors not in the file .* tensor\(s\) in the file the model does not have \(net\.conv_stem\.weight",
+    ):
         create_backbone(backbone, resolve_weights(save(foreign, "foreign.pth"), backbone))
     # a file without tensors
     with pytest.raises(WeightsError, match="not a model's tensors by name"):
