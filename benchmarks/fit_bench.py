@@ -118,13 +118,20 @@ def run_reference(
     }
 
 
-def run_featx(clf: str, grid: dict[str, list[Any]], path: Path, *, cv: int, seed: int, n_jobs: int, reports: Path) -> dict[str, Any]:
+def run_featx(
+    clf: str, grid: dict[str, list[Any]], path: Path, *, cv: int, seed: int, n_jobs: int, reports: Path, solver: str, device: str
+) -> dict[str, Any]:
     import featx
 
     start = time.perf_counter()
-    record = featx.fit(path, clf=clf, grid=grid, cv=cv, seed=seed, n_jobs=n_jobs, scale="standard", reports_dir=reports)
+    record = featx.fit(
+        path, clf=clf, grid=grid, cv=cv, seed=seed, n_jobs=n_jobs, scale="standard", reports_dir=reports, solver=solver, device=device
+    )
     seconds = time.perf_counter() - start
     return {
+        "record": record,
+        "solver": record.solver,
+        "solver_info": record.solver_info,
         "seconds": seconds,
         "cv_best": record.cv_best_score,
         "best_params": record.best_params,
@@ -134,6 +141,26 @@ def run_featx(clf: str, grid: dict[str, list[Any]], path: Path, *, cv: int, seed
         "fit_seconds": record.fit_seconds,
         "warnings": record.warnings[:3],
     }
+
+
+def objective_gap(clf: str, record: Any, arrays: dict[str, tuple[np.ndarray, np.ndarray]], C: float, *, reports: Path) -> str:
+    """featx's model against scikit-learn's own estimator on the whole training split at the
+    chosen C: their objective values (scikit-learn's objective, float64) and the relative gap."""
+    from sklearn.preprocessing import StandardScaler
+
+    import featx
+    from featx.fitting.solvers.linear import objective
+
+    if clf == "knn":
+        return "-"
+    X, y = arrays["train"]
+    Xs = StandardScaler().fit_transform(X).astype(np.float32)
+    ours = featx.load_model(record, reports).steps[-1][1]
+    theirs = reference_estimator(clf, 0).set_params(C=C).fit(Xs, y)
+    loss = "logistic" if clf == "logreg" else "squared_hinge"
+    codes = np.searchsorted(theirs.classes_, y)
+    values = [objective(loss, Xs, codes, model.coef_, model.intercept_, C) for model in (ours, theirs)]
+    return f"{(values[0] - values[1]) / abs(values[1]):+.1e}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--knn-weights", default="uniform", help="weights grid of k-NN (comma list)")
     parser.add_argument("--skip-reference", action="store_true", help="time featx only")
+    parser.add_argument("--solver", default="auto", help="featx's solver: auto, torch, sklearn [auto]")
+    parser.add_argument("--device", default="auto", help="where featx's torch solver runs [auto]")
+    parser.add_argument(
+        "--grids",
+        choices=("bench", "classic"),
+        default="bench",
+        help="bench: 5 C values, k in 1..31 (uniform, euclidean); classic: the classic pipeline's (13 C for LinearSVC, 11 for "
+        "logistic regression, k = 1..51 x uniform/distance x euclidean/cosine)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -190,16 +226,38 @@ def main(argv: list[str] | None = None) -> int:
         "logreg": {"C": list(C_GRID)},
         "knn": {"n_neighbors": list(K_GRID), "weights": args.knn_weights.split(","), "metric": ["euclidean"]},
     }
+    if args.grids == "classic":  # pipelines/cifar10-classic.yaml
+        grids = {
+            "linearsvc": {"C": [float(c) for c in np.logspace(-6, 0, 13)]},
+            "logreg": {"C": [float(c) for c in np.logspace(-5, 0, 11)]},
+            "knn": {"n_neighbors": [1, 3, 5, 7, 11, 15, 21, 31, 51], "weights": ["uniform", "distance"], "metric": ["euclidean", "cosine"]},
+        }
     rows, figures = [], {}
     totals = {"featx": 0.0, "reference": 0.0}
     for clf in args.clf.split(","):
-        ours = run_featx(clf, grids[clf], path, cv=args.cv, seed=args.seed, n_jobs=args.n_jobs, reports=work / "reports")
+        ours = run_featx(
+            clf,
+            grids[clf],
+            path,
+            cv=args.cv,
+            seed=args.seed,
+            n_jobs=args.n_jobs,
+            reports=work / "reports",
+            solver=args.solver,
+            device=args.device,
+        )
+        gap = (
+            "-"
+            if args.skip_reference
+            else objective_gap(clf, ours["record"], arrays, float(ours["best_params"].get("C", 1.0)), reports=work / "reports")
+        )
         print(
-            f"{clf}: featx {ours['seconds']:.1f} s (search {ours['search_seconds']:.1f} s, refit {ours['fit_seconds']:.1f} s), "
-            f"cv {ours['cv_best']:.4f}, test {ours['test_accuracy']:.4f}, best {ours['best_params']}",
+            f"{clf}: featx {ours['seconds']:.1f} s (solver {ours['solver']}, search {ours['search_seconds']:.1f} s, refit "
+            f"{ours['fit_seconds']:.1f} s), cv {ours['cv_best']:.4f}, test {ours['test_accuracy']:.4f}, best {ours['best_params']}, "
+            f"objective gap to scikit-learn's estimator on the whole split {gap}, {ours['solver_info']}",
             flush=True,
         )
-        figures[clf] = {"featx": {k: v for k, v in ours.items() if k != "fold_scores"}}
+        figures[clf] = {"featx": {k: v for k, v in ours.items() if k not in ("fold_scores", "record")}, "objective_gap": gap}
         totals["featx"] += ours["seconds"]
         if args.skip_reference:
             rows.append([clf, f"{ours['seconds']:.1f}", "-", "-", f"{ours['cv_best']:.4f} / -", f"{ours['test_accuracy']:.4f} / -", "-"])
