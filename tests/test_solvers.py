@@ -258,3 +258,13 @@ def test_cuda_fit_and_knn(feature_file: Callable[..., Path]) -> None:
         ours = featx.fit(path, FitConfig(clf=clf, grid=grid, cv=3, solver="torch"), n_jobs=1, device="cuda")
         theirs = featx.fit(path, FitConfig(clf=clf, grid=grid, cv=3, solver="sklearn"), n_jobs=1, save=False)
         assert ours.solver_info["device"].startswith("cuda") and ours.best_params == theirs.best_params
+
+
+def test_auto_is_scikit_learn_on_a_cpu_and_torch_is_chosen_explicitly() -> None:
+    from featx.fitting.protocol import resolve_solver
+
+    for clf in ("logreg", "linearsvc", "knn"):
+        config, device = resolve_solver(FitConfig(clf=clf), "cpu")
+        assert config.solver == "sklearn" and device == "cpu"
+        config, device = resolve_solver(FitConfig(clf=clf, solver="torch"), "cpu")
+        assert config.solver == "torch" and device == "cpu"

@@ -66,8 +66,9 @@ LINEAR_OBJECTIVES: dict[str, tuple[Loss, dict[str, tuple[Any, ...]]]] = {
 }
 SUPPORTED = (*LINEAR_OBJECTIVES, "knn")
 #: what ``solver=auto`` runs on the torch solvers, per device type: everything they serve on
-#: CUDA; on a CPU, the classifiers benchmarks/fit_bench.py found faster that way
-AUTO_TORCH: dict[str, frozenset[str]] = {"cuda": frozenset(SUPPORTED), "cpu": frozenset({"logreg", "linearsvc"})}
+#: CUDA; nothing on a CPU, where few rows of many features (the demo's 1,200 x 1,280) take
+#: minutes where scikit-learn takes seconds (benchmarks/RESULTS.md)
+AUTO_TORCH: dict[str, frozenset[str]] = {"cuda": frozenset(SUPPORTED), "cpu": frozenset()}
 
 
 @dataclass(frozen=True)

@@ -121,8 +121,8 @@ def resolve_solver(config: FitConfig, device: str = "auto") -> tuple[FitConfig, 
 
     ``sklearn`` stays (and never imports torch); ``torch`` needs a classifier and grid the
     torch solvers serve; ``auto`` takes torch where it serves them and is faster on the
-    device (:data:`AUTO_TORCH`: every served classifier on CUDA; on a CPU, those the
-    benchmark found faster), else sklearn.
+    device (:data:`AUTO_TORCH`: every served classifier on CUDA, none on a CPU), else
+    sklearn.
 
     Raises:
         ConfigError: ``torch`` for a config the torch solvers do not serve.
