@@ -90,6 +90,7 @@ def test_a_missing_demo_pipeline_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # three extractions and nine searches: minutes, more on a busy machine (600 s is the hang guard)
 def test_the_shipped_demo_runs_offline_end_to_end() -> None:
     """With the weights package (the dev extras bring it) the demo's lite0 is pretrained and
     beats its random-weights twin and the raw pixels; without it, lite0 runs random and says so."""
