@@ -83,7 +83,9 @@ def assert_same_fit(ours: RunRecord, theirs: RunRecord) -> None:
     assert [p.fold_scores for p in ours.cv_results] == [p.fold_scores for p in theirs.cv_results]
     assert ours.best_params == theirs.best_params and ours.cv_best_score == theirs.cv_best_score
     assert ours.test_accuracy == theirs.test_accuracy and ours.confusion_matrix == theirs.confusion_matrix
-    assert ours.run_key == theirs.run_key
+    # the run key hashes what the features are (their checksums): features extracted by other
+    # processes equal the reference to float32 rounding, and bitwise only by chance
+    assert (ours.run_key == theirs.run_key) == (ours.features.content == theirs.features.content)
 
 
 def free_port() -> int:
