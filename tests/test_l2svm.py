@@ -99,3 +99,13 @@ def test_without_kept_hessian_blocks_the_optimum_is_the_same(monkeypatch: pytest
     monkeypatch.setattr(l2svm, "GRAM_CACHE_BYTES", 0)
     for with_cache, without in zip(kept, l2svm.solve_path(X, targets, [0.01, 1.0])):
         np.testing.assert_allclose(without, with_cache, rtol=1e-4, atol=1e-7)
+
+
+def test_fewer_rows_than_features_reaches_liblinear_s_optimum_along_the_path() -> None:
+    """Solved in the rows' space (Woodbury): the optimum at small and large C, with a scaled bias."""
+    X, y, _, _ = _data(n=50, dim=90, separation=0.3)
+    targets = l2svm.one_vs_rest_targets(y, np.unique(y))
+    Cs = [0.001, 0.1, 10.0]
+    for C, W in zip(Cs, l2svm.solve_path(X, targets, Cs, bias=2.0)):
+        reference = _liblinear(X, y, C, intercept_scaling=2.0)
+        np.testing.assert_allclose(W, reference, rtol=1e-4, atol=1e-5 * np.abs(reference).max())

@@ -100,7 +100,10 @@ def test_linearsvc_points_outside_the_fast_objective_fall_back_to_liblinear() ->
     np.testing.assert_array_equal(_ours(pipeline, search_linearsvc_path, X, y, grid, folds), _reference(pipeline, X, y, grid, folds)[0])
 
 
-def test_linearsvc_with_fewer_rows_than_features_uses_liblinear(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_linearsvc_with_fewer_rows_than_features_is_solved_in_the_rows_space(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fewer rows than features: the Newton solver (not liblinear) gives GridSearchCV's fold scores."""
+    from sklearn.svm import LinearSVC
+
     from featx.fitting.solvers import l2svm
 
     arrays = make_features(n_train=60, n_test=10, dim=80, n_classes=3, separation=0.3, seed=2)
@@ -110,12 +113,20 @@ def test_linearsvc_with_fewer_rows_than_features_uses_liblinear(monkeypatch: pyt
     folds = stratified_folds(y, 3, seed=0)
     grid = {"C": [0.001, 0.01, 0.1, 1.0]}
     reference = _reference(pipeline, X, y, grid, folds)[0]
+    kernels = []
+    solve = l2svm._GramCache.newton_direction
 
-    def newton(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the Newton path is for folds with more rows than features")
+    def recording(self: l2svm._GramCache, *args: object, **kwargs: object) -> np.ndarray:
+        kernels.append(self.in_row_space)
+        return solve(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(l2svm, "solve_path", newton)
+    def liblinear(*args: object, **kwargs: object) -> None:
+        raise AssertionError("liblinear is not needed for LinearSVC's default objective")
+
+    monkeypatch.setattr(l2svm._GramCache, "newton_direction", recording)
+    monkeypatch.setattr(LinearSVC, "fit", liblinear)
     np.testing.assert_array_equal(_ours(pipeline, search_linearsvc_path, X, y, grid, folds), reference)
+    assert kernels and all(kernels)
 
 
 def test_vote_ties_go_to_the_lowest_class_and_zero_distance_wins() -> None:

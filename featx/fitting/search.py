@@ -188,19 +188,15 @@ def search_linearsvc_path(
     """LinearSVC: the exact optimum of its objective for every C, by warm-started Newton steps.
 
     Points whose parameters change the objective to one :mod:`featx.fitting.solvers.l2svm` does not solve
-    (another loss or penalty, class weights, Crammer-Singer) are fitted with liblinear, and
-    so is every point when the fold has fewer rows than features: the Newton system is
-    (features + 1)^2 per class whatever the rows, while liblinear's dual solver costs
-    rows x features per pass (240 x 4,096 features, 13 C values: 4 s with liblinear, about
-    15 s per C value with Newton steps; see benchmarks/RESULTS.md).
+    (another loss or penalty, class weights, Crammer-Singer) are fitted with liblinear. With
+    fewer rows than features the solver works in the rows' space (a kernel of rows x rows),
+    where liblinear's dual coordinate descent needs many passes on correlated features.
 
     Returns:
         ``(n_points,)`` validation accuracies.
     """
     from featx.fitting.solvers import l2svm
 
-    if X_train.shape[0] < X_train.shape[1]:
-        return search_each(estimator, X_train, y_train, X_val, y_val, points)
     scores = np.empty(len(points))
     classes = np.unique(y_train)
     targets = l2svm.one_vs_rest_targets(y_train, classes)
