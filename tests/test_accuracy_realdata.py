@@ -7,7 +7,7 @@ package, converted by featx) on a class-balanced subset of the CIFAR-10 JPEGs in
 with the whole image (``crop_pct 1.0``), logistic regression with 3-fold CV. It must beat
 the same network with random weights and the same weights fed the 32 px images without
 resizing by wide margins. Wrong preprocessing (ImageNet's mean and std where the model
-was trained with 0.5 / 0.5) must fall below the bar: the tier catches what cost the
+was trained with 0.5 / 0.5) must cost accuracy on the same images: the tier catches what cost the
 seed team its transfer models. The measured run behind the thresholds is in
 ``benchmarks/RESULTS.md``. The subset (3,000 of the 60,000 images) keeps the tier to about
 four minutes on 2 idle cores. Skipped when the weights package or the data is missing.
@@ -78,6 +78,11 @@ def test_pretrained_weights_beat_random_ones_and_resizing_beats_none(accuracy: d
     assert accuracy["pretrained"] - accuracy["32px"] >= MARGIN_OVER_32PX, accuracy
 
 
-def test_wrong_normalisation_fails_the_bar(accuracy: dict[str, float]) -> None:
-    assert accuracy["imagenet-norm"] < PRETRAINED_AT_LEAST, accuracy
+def test_wrong_normalisation_costs_accuracy_on_the_same_images(accuracy: dict[str, float]) -> None:
+    """Paired on the same images: featx's own preprocessing must beat ImageNet's mean and std.
+
+    Were featx to normalise with the wrong statistics, its default run would be the
+    wrong-normalisation run and the margin would vanish. The absolute bar is no test of it:
+    the wrong run lands 3.6 points under the right one, inside a few points of any bar.
+    """
     assert accuracy["pretrained"] - accuracy["imagenet-norm"] >= MARGIN_OVER_WRONG_NORM, accuracy
