@@ -463,8 +463,9 @@ class _Engine:
 def _prepare(plan: ExtractPlan) -> _Engine:
     """Build the frozen backbone on the plan's device (channels-last) and measure its
     feature dimension with one forward pass on a blank image (vgg16 gives 4096
-    pre-logits features although its ``num_features`` says 512). Tunes malloc first
-    (:func:`featx.extraction.allocator.tune_malloc`).
+    pre-logits features although its ``num_features`` says 512). Tunes malloc once the
+    weights are in place (:func:`featx.extraction.allocator.tune_malloc`): building and
+    loading the model frees large buffers that a raised trim threshold would keep.
 
     Raises:
         WeightsError: the weights cannot be obtained.
@@ -478,12 +479,12 @@ def _prepare(plan: ExtractPlan) -> _Engine:
     from featx.extraction.preprocess import DevicePreprocess
 
     started = time.perf_counter()
-    tune_malloc()
     loaded = load_backbone(plan.backbone, plan.weights, image_size=plan.data_config.size)
     for note in loaded.notes:
         log.info("%s weights: %s", plan.backbone_name, note)
     model = fold_batchnorm(loaded.model)
     model = model.to(plan.device).to(memory_format=torch.channels_last)
+    tune_malloc()
     if plan.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     preprocess = DevicePreprocess(plan.data_config, plan.device)
