@@ -25,10 +25,10 @@ from typing import Any
 
 from featx._version import __version__
 from featx.core.atomic import atomic_path, atomic_write_text
-from featx.core.errors import ConfigError, WriteError
+from featx.core.errors import ConfigError
 from featx.core.hashing import file_sha256
 from featx.core.heads import LinearHead
-from featx.core.ownership import FileKind
+from featx.core.ownership import FileKind, ensure_replaceable
 from featx.deploy.runs import resolve_run
 from featx.fitting.folding import fold_pipeline
 from featx.fitting.records import load_model
@@ -95,8 +95,8 @@ def export_model(
 
     Raises:
         ConfigError: ``out`` does not end in .pt, .pth or .ts.
-        WriteError: a file featx did not write is at ``out`` or its sidecar's place, or
-            the folder cannot be written.
+        ForeignFileError: a file featx did not write is at ``out`` or its sidecar's place.
+        WriteError: the folder cannot be written.
         PredictError: the run cannot be exported (a step or estimator featx does not
             fold), or the weights are not those of its features.
         ReportError, WeightsError: as :func:`featx.load_predictor`.
@@ -180,13 +180,5 @@ SIDECAR_KIND = FileKind("export sidecar", lambda path: read_sidecar(path) is not
 
 def _check_replaceable(model: Path, sidecar: Path) -> None:
     """Refuse to write over anything but an export featx wrote (checked before any work)."""
-    meta = read_sidecar(sidecar) if sidecar.is_file() and not sidecar.is_symlink() else None
-    if os.path.lexists(sidecar) and meta is None:
-        raise WriteError(f"refusing to write {sidecar}: a file featx did not write is there; choose another --out, or move that file away")
-    if os.path.lexists(model):
-        ours = meta is not None and model.is_file() and not model.is_symlink() and meta.get("model_sha256") == file_sha256(model)
-        if not ours:
-            raise WriteError(
-                f"refusing to write {model}: the file there is not an export featx wrote (no featx sidecar names its sha256); "
-                "choose another --out, or move that file away"
-            )
+    ensure_replaceable(sidecar, SIDECAR_KIND)
+    ensure_replaceable(model, EXPORT_KIND)

@@ -34,9 +34,9 @@ import numpy as np
 from featx._version import __version__
 from featx.core.atomic import atomic_write_text
 from featx.core.console import progress
-from featx.core.errors import ConfigError, ImageReadError, PredictError, WriteError
+from featx.core.errors import ConfigError, ImageReadError, PredictError
 from featx.core.heads import PROBABILITY
-from featx.core.ownership import FileKind
+from featx.core.ownership import FileKind, ensure_replaceable
 from featx.deploy.runs import ResolvedRun, resolve_run
 from featx.extraction.datasets.imagefolder import IMAGE_EXTENSIONS
 from featx.fitting.folding import class_scores, decision_scores, score_kind
@@ -461,15 +461,12 @@ def check_output(out: str | os.PathLike[str]) -> Path:
 
     Raises:
         ConfigError: the suffix is neither .csv nor .json.
-        WriteError: a file featx did not write as predictions is there.
+        ForeignFileError: a file featx did not write as predictions is there.
     """
     target = Path(out).expanduser()
     if target.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ConfigError(f"writes .csv or .json, got {target.name!r}", field="out")
-    if os.path.lexists(target) and not _predictions_file(target):
-        raise WriteError(
-            f"refusing to write {target}: the file there is not predictions featx wrote; choose another --out, or move that file away"
-        )
+    ensure_replaceable(target, PREDICTIONS_KIND)
     return target
 
 
