@@ -260,11 +260,16 @@ def test_cuda_fit_and_knn(feature_file: Callable[..., Path]) -> None:
         assert ours.solver_info["device"].startswith("cuda") and ours.best_params == theirs.best_params
 
 
-def test_auto_is_scikit_learn_on_a_cpu_and_torch_is_chosen_explicitly() -> None:
+def test_auto_on_a_cpu_takes_torch_only_for_large_linear_problems_with_more_rows_than_features() -> None:
+    from featx.fitting.accelerated import CPU_TORCH_MIN_VALUES
     from featx.fitting.protocol import resolve_solver
 
+    large, wide, small = (50_000, 1_280), (1_200, 1_280), (2_000, 64)
+    assert large[0] * large[1] >= CPU_TORCH_MIN_VALUES
     for clf in ("logreg", "linearsvc", "knn"):
-        config, device = resolve_solver(FitConfig(clf=clf), "cpu")
-        assert config.solver == "sklearn" and device == "cpu"
-        config, device = resolve_solver(FitConfig(clf=clf, solver="torch"), "cpu")
+        for shape in (None, wide, small, large):
+            config, device = resolve_solver(FitConfig(clf=clf), "cpu", shape=shape)
+            expected = "torch" if shape == large and clf != "knn" else "sklearn"
+            assert (config.solver, device) == (expected, "cpu"), (clf, shape)
+        config, device = resolve_solver(FitConfig(clf=clf, solver="torch"), "cpu", shape=small)
         assert config.solver == "torch" and device == "cpu"

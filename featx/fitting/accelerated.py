@@ -65,10 +65,29 @@ LINEAR_OBJECTIVES: dict[str, tuple[Loss, dict[str, tuple[Any, ...]]]] = {
     ),
 }
 SUPPORTED = (*LINEAR_OBJECTIVES, "knn")
-#: what ``solver=auto`` runs on the torch solvers, per device type: everything they serve on
-#: CUDA; nothing on a CPU, where few rows of many features (the demo's 1,200 x 1,280) take
-#: minutes where scikit-learn takes seconds (benchmarks/RESULTS.md)
-AUTO_TORCH: dict[str, frozenset[str]] = {"cuda": frozenset(SUPPORTED), "cpu": frozenset()}
+#: what ``solver=auto`` may run on the torch solvers, per device type: everything they serve
+#: on CUDA; on a CPU the linear classifiers, and only on large problems with more rows than
+#: features (:func:`auto_uses_torch`). k-NN stays with scikit-learn on a CPU.
+AUTO_TORCH: dict[str, frozenset[str]] = {"cuda": frozenset(SUPPORTED), "cpu": frozenset(LINEAR_OBJECTIVES)}
+#: a CPU problem below this many training values (rows x features) stays with scikit-learn:
+#: both take seconds there, and the torch solvers' fixed costs do not amortise
+CPU_TORCH_MIN_VALUES = 10_000_000
+
+
+def auto_uses_torch(clf: str, device_type: str, n_rows: int, n_features: int) -> bool:
+    """Whether ``solver=auto`` runs ``clf`` on the torch solvers (benchmarks/RESULTS.md).
+
+    On CUDA every classifier they serve. On a CPU logistic regression and LinearSVC when
+    the training split has at least as many rows as features and ``CPU_TORCH_MIN_VALUES``
+    values: there one batched solve beats the per-fold lbfgs and liblinear's refit, while
+    few rows of many features (the demo's 1,200 x 1,280) converge slowly in the torch
+    solvers and take seconds with scikit-learn.
+    """
+    if clf not in AUTO_TORCH.get(device_type, frozenset()):
+        return False
+    if device_type != "cpu":
+        return True
+    return n_rows >= n_features and n_rows * n_features >= CPU_TORCH_MIN_VALUES
 
 
 @dataclass(frozen=True)

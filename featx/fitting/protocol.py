@@ -99,7 +99,9 @@ def plan_run(
     path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
     info = open_features(path, splits=("train", "test"))
     content = features_content(info, ("train", "test"))
-    config, where = resolve_solver(config, device)
+    train = info.splits.get("train")
+    shape = (train.n_rows, train.dim) if train is not None else None
+    config, where = resolve_solver(config, device, shape=shape)
     key = run_key(config.identity(content))
     data_set, backbone = source_names(info)
     stem = run_stem(dataset=data_set, backbone=backbone, features_key=info.key, clf=config.clf, key=key)
@@ -116,13 +118,20 @@ def plan_run(
     )
 
 
-def resolve_solver(config: FitConfig, device: str = "auto") -> tuple[FitConfig, str]:
+def resolve_solver(config: FitConfig, device: str = "auto", *, shape: tuple[int, int] | None = None) -> tuple[FitConfig, str]:
     """The config with its solver resolved, and the device a torch solver runs on.
 
     ``sklearn`` stays (and never imports torch); ``torch`` needs a classifier and grid the
     torch solvers serve; ``auto`` takes torch where it serves them and is faster on the
-    device (:data:`AUTO_TORCH`: every served classifier on CUDA, none on a CPU), else
-    sklearn.
+    device and problem (:func:`~featx.fitting.accelerated.auto_uses_torch`: every served
+    classifier on CUDA; on a CPU the linear ones on large problems with more rows than
+    features), else sklearn.
+
+    Args:
+        config: the fit's config.
+        device: ``auto``, ``cpu`` or ``cuda[:i]``.
+        shape: the training split's ``(rows, features)``; None (unknown) keeps a CPU on
+            scikit-learn.
 
     Raises:
         ConfigError: ``torch`` for a config the torch solvers do not serve.
@@ -134,7 +143,7 @@ def resolve_solver(config: FitConfig, device: str = "auto") -> tuple[FitConfig, 
     if config.solver == "sklearn":
         return config, "cpu"
     from featx.core.devices import resolve_device
-    from featx.fitting.accelerated import AUTO_TORCH, unsupported
+    from featx.fitting.accelerated import auto_uses_torch, unsupported
 
     where = resolve_device(device)
     problem = unsupported(config)
@@ -142,7 +151,8 @@ def resolve_solver(config: FitConfig, device: str = "auto") -> tuple[FitConfig, 
         if problem:
             raise ConfigError(f"{problem}; use solver sklearn", field="solver")
         return config, str(where)
-    chosen = "torch" if problem is None and config.clf in AUTO_TORCH[where.type] else "sklearn"
+    rows, features = shape if shape is not None else (0, 1)
+    chosen = "torch" if problem is None and auto_uses_torch(config.clf, where.type, rows, features) else "sklearn"
     return config.replace(solver=chosen), str(where) if chosen == "torch" else "cpu"
 
 
