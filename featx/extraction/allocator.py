@@ -9,8 +9,8 @@ time in the kernel than in its convolutions. Raising both thresholds makes mallo
 and reuse those buffers. The cost is that the process keeps up to its peak heap after a
 batch instead of shrinking between batches (see ``benchmarks/RESULTS.md``).
 
-:func:`tune_malloc` is called when the extraction engine starts (the CLI and the Python
-API alike); ``FEATX_MALLOC_TUNING=0`` leaves malloc as it is.
+:func:`tune_malloc` is called when the extraction engine has its model (the CLI and the
+Python API alike); ``FEATX_MALLOC_TUNING=0`` leaves malloc as it is.
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ ENV = "FEATX_MALLOC_TUNING"
 # mallopt's parameter numbers (malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-#: allocations below this come from the heap and are reused (above it: mmap, as before)
-MMAP_THRESHOLD = 1 << 30
+#: allocations below this come from the heap and are reused; above it they are mapped
+#: and unmapped as glibc does by default. Set where it keeps EfficientNet's activation
+#: buffers (at a CPU batch of 32 at 224 px) in the heap but gives VGG's largest ones back:
+#: kept in the heap, those fragment it and the peak grew by more than a batch
+#: (benchmarks/RESULTS.md).
+MMAP_THRESHOLD = 256 << 20
 #: freed memory at the top of the heap is returned to the kernel only beyond this
 TRIM_THRESHOLD = 1 << 30
 
@@ -52,13 +56,19 @@ def _tune() -> bool:
     if os.environ.get(ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
         log.debug("malloc left as it is (%s=0)", ENV)
         return False
+    ok = _mallopt(MMAP_THRESHOLD, TRIM_THRESHOLD)
+    if ok:
+        log.debug("malloc tuned: mmap threshold %d MiB, trim threshold %d MiB", MMAP_THRESHOLD >> 20, TRIM_THRESHOLD >> 20)
+    return ok
+
+
+def _mallopt(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Set glibc's mmap and trim thresholds; False on other C libraries or when refused."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1 and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold) == 1)
     except (OSError, AttributeError) as error:
-        log.debug("malloc not tuned: %s", error)
+        log.debug("malloc thresholds not set: %s", error)
         return False
-    log.debug("malloc tuned: mmap and trim thresholds %d MiB", MMAP_THRESHOLD >> 20)
-    return ok
