@@ -146,7 +146,7 @@ def tied_with_best(
     return result
 
 
-def confused_pairs(confusion: Sequence[Sequence[int]], *, top: int = 10) -> list[tuple[int, int, int]]:
+def confused_pairs(confusion: Sequence[Sequence[int]] | np.ndarray, *, top: int = 10) -> list[tuple[int, int, int]]:
     """The most frequent off-diagonal cells of a confusion matrix.
 
     Args:
