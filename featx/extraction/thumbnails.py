@@ -11,13 +11,16 @@ thumbnails rather than wrong ones.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from featx.core.errors import FeatxError
+from featx.extraction.datasets import ImageDataset
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +32,14 @@ def row_thumbnails(
 ) -> dict[int, bytes]:
     """PNG thumbnails of the test images at ``rows`` of a feature file with these root attributes.
 
+    The data set is looked up in ``data_dir`` (default as ``featx extract``), then where
+    the features were read from; it is loaded once per spec, folder, limit and seed and
+    kept for the next call (the two most recent), so a report's runs do not read it again.
+
     Args:
         attrs: the cache file's root attributes (a run record's ``features.attrs``).
         rows: row indices of the test split.
-        data_dir: where downloadable data sets live (default as ``featx extract``).
+        data_dir: where downloadable data sets live.
         size: the longer side of a thumbnail, in pixels.
 
     Returns:
@@ -42,25 +49,23 @@ def row_thumbnails(
     """
     from PIL import Image
 
-    from featx.extraction.datasets import load_dataset
-
     spec = str(attrs.get("dataset_spec") or "")
     if not spec or attrs.get("skipped_images"):
         return {}
     limit = attrs.get("limit")
-    try:
-        dataset = load_dataset(
-            spec,
-            data_dir=data_dir,
-            limit=int(limit) if limit not in (None, "") else None,
-            seed=int(attrs.get("seed") or 0),
-            download=False,
-        )
-    except (FeatxError, OSError, ValueError) as error:
-        log.info("no thumbnails for %s: %s", spec, error)
-        return {}
-    if dict(dataset.identity) != dict(attrs.get("dataset_identity") or {}):
-        log.info("no thumbnails for %s: its images are not the ones the features were made from", spec)
+    wanted_identity = dict(attrs.get("dataset_identity") or {})
+    dataset = None
+    for folder in _data_dirs(data_dir, str(attrs.get("dataset_location") or "")):
+        try:
+            found = _load(spec, folder, int(limit) if limit not in (None, "") else None, int(attrs.get("seed") or 0))
+        except (FeatxError, OSError, ValueError) as error:
+            log.info("no thumbnails for %s from %s: %s", spec, folder or "the default data dir", error)
+            continue
+        if dict(found.identity) == wanted_identity:
+            dataset = found
+            break
+        log.info("no thumbnails for %s from %s: its images are not the ones the features were made from", spec, folder)
+    if dataset is None:
         return {}
     split = dataset.splits["test"]
     wanted = [int(r) for r in rows if 0 <= int(r) < len(split)]
@@ -78,6 +83,21 @@ def row_thumbnails(
             continue
         out[row] = _png(image, size)
     return out
+
+
+def _data_dirs(given: str | os.PathLike[str] | None, location: str) -> list[str | None]:
+    """Where to look for a registered data set: the given folder (else the default), then
+    the folder the features were read from and its parent (``--data-dir`` at extraction)."""
+    first: list[str | None] = [None if given is None else str(given)]
+    return first + ([str(Path(location).parent), location] if location else [])
+
+
+@functools.lru_cache(maxsize=2)
+def _load(spec: str, data_dir: str | None, limit: int | None, seed: int) -> ImageDataset:
+    """The data set, loaded once for all the runs of a report (a table's runs share it)."""
+    from featx.extraction.datasets import load_dataset
+
+    return load_dataset(spec, data_dir=data_dir, limit=limit, seed=seed, download=False)
 
 
 def _png(image: Any, size: int) -> bytes:
