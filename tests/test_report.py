@@ -342,3 +342,12 @@ def test_confused_pairs_and_error_strips_from_the_cache_rows() -> None:
     # without a thumbnail source (or images that are not the features' ones) there are no strips
     assert 'data-error-strip="true"' not in featx.report().html.read_text()
     assert row_thumbnails({**record.features.attrs, "dataset_identity": {"dataset": "digits", "fingerprint": "0"}}, [row]) == {}
+
+
+def test_a_random_search_shows_its_sampled_points() -> None:
+    path = features("resnet50.tv_in1k", "5555555555555555", weights=PRETRAINED, separation=1.0, seed=4)
+    featx.fit(path, clf="logreg", grid={"C": [0.001, 10.0]}, cv=3, n_jobs=1, dataset=None, search="random", n_iter=6)
+    page = featx.report().html.read_text()
+    assert "random: 6 points drawn with seed 0, log-uniform" in page
+    assert len(images(page)) == 2 + 2  # its grid curve and confusion matrix, the PCA pair
+    assert pd.read_csv(featx.report().csv)["search"].tolist() == ["random"]

@@ -7,6 +7,7 @@ import json
 import click
 
 from featx.cli.options import cache_dir_option, features_dataset_option, features_option, reports_dir_option, scale_option
+from featx.core import paths
 
 
 @click.command()
@@ -70,4 +71,4 @@ def curve(
         click.echo(
             f"{point.shots!s:>5} per class: test accuracy {point.mean:.4f} +/- {point.std:.4f} ({point.n_repeats} draw(s), {point.selection})"
         )
-    click.echo(record.record_file)
+    click.echo(str(paths.reports_dir(reports_dir) / record.record_file))
