@@ -299,7 +299,7 @@ def best_sentence(
     winners = [r for r in ordered if r.test_accuracy == best_value]
     tied = [r for r in ordered if r.test_accuracy != best_value and versus[r.run_key].tied]
     untested = [r for r in ordered if versus[r.run_key].tied is None]
-    if untested and len(untested) + len(winners) >= len(records):
+    if len(untested) + len(winners) >= len(records):
         sentence = f"Best: {' and '.join(name(r) for r in winners)}, {pct(best_value)} test accuracy."
     elif tied:
         sentence = (
@@ -308,7 +308,8 @@ def best_sentence(
         )
     else:
         sentence = (
-            f"Best: {' and '.join(name(r) for r in winners)}, {pct(best_value)} test accuracy; every other cell is significantly worse."
+            f"Best: {' and '.join(name(r) for r in winners)}, {pct(best_value)} test accuracy; "
+            f"every other cell{' tested' if untested else ''} is significantly worse."
         )
     note = (
         f"Tied with best (≈): not significantly worse than the best cell at 5%, by an {PAIRED_TEST}. "
