@@ -38,6 +38,8 @@ _LAZY: dict[str, str] = {
     "find_existing": "featx.fitting.protocol",
     "pca": "featx.fitting.projection",
     "PcaConfig": "featx.fitting.projection",
+    "curve": "featx.fitting.curves",
+    "CurveConfig": "featx.fitting.curves",
     "list_classifiers": "featx.fitting.classifiers",
     "load_record": "featx.fitting.records",
     "load_model": "featx.fitting.records",
@@ -61,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from featx.extraction.engine import extract
     from featx.fitting.classifiers import list_classifiers
     from featx.fitting.config import FitConfig
+    from featx.fitting.curves import CurveConfig, curve
     from featx.fitting.projection import PcaConfig, pca
     from featx.fitting.protocol import find_existing, fit
     from featx.fitting.records import iter_records, load_model, load_record

@@ -32,6 +32,11 @@ FLAGS = (
 PROBE = """<script>
 window.addEventListener("load", () => {
   const body = document.body, images = Array.from(document.images);
+  // the runs are collapsed <details>: count them as the page opened, then open every one to measure what they hold
+  const runs = Array.from(document.querySelectorAll("details.run-details"));
+  body.setAttribute("data-runs", String(runs.length));
+  body.setAttribute("data-open-runs", runs.filter((d) => d.open).map((d) => d.id).join(" "));
+  for (const details of document.querySelectorAll("details")) details.open = true;
   for (const img of images) {
     img.setAttribute("data-natural-width", String(img.naturalWidth));
     img.setAttribute("data-rendered-width", String(Math.round(img.getBoundingClientRect().width)));
@@ -74,12 +79,18 @@ def _run(chromium: str, *args: str, timeout: float = 120) -> subprocess.Complete
         )
 
 
-def dump_dom(chromium: str, page: Path, *, width: int = 1280, height: int = 2000) -> str:
-    """The DOM of ``page`` after the browser loaded it, with :data:`PROBE`'s attributes."""
+def dump_dom(chromium: str, page: Path, *, width: int = 1280, height: int = 2000, fragment: str = "") -> str:
+    """The DOM of ``page`` (opened at ``#fragment`` when given) after the browser loaded it, with :data:`PROBE`'s attributes."""
     with tempfile.TemporaryDirectory(prefix="featx-probe-") as folder:
         probed = Path(folder) / "probed.html"
         probed.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
-        done = _run(chromium, f"--window-size={width},{height}", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri())
+        done = _run(
+            chromium,
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probed.as_uri() + (f"#{fragment}" if fragment else ""),
+        )
     return done.stdout
 
 

@@ -70,3 +70,37 @@ def two_backbones() -> tuple[Path, Path]:
     fit_all(good)
     fit_all(poor)
     return good, poor
+
+
+def digits_backbone() -> Path:
+    """Features whose rows are scikit-learn's digits (the data set loads offline), so the
+    report can show the misclassified test images: blobs by the true labels of the images."""
+    import numpy as np
+
+    from featx.extraction.datasets import load_dataset
+
+    dataset = load_dataset("digits")
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(10, 12)) * 0.8
+    arrays = {}
+    for split in ("train", "test"):
+        labels = dataset.splits[split].labels.astype(np.int64)
+        arrays[split] = ((centres[labels] + rng.normal(size=(len(labels), 12))).astype(np.float32), labels)
+    attrs = {
+        "key": "3333333333333333",
+        "dataset": "digits",
+        "dataset_spec": "digits",
+        "backbone": "resnet18",
+        "architecture": "resnet18",
+        "dataset_identity": dict(dataset.identity),
+        "dataset_location": dataset.location,
+        "input_size": [3, 224, 224],
+        "limit": "",
+        "seed": 0,
+        **PRETRAINED,
+    }
+    path = Path(os.environ["FEATX_CACHE_DIR"]) / "digits" / "resnet18__3333333333333333.h5"
+    write_features(path, arrays, class_names=list(dataset.class_names), attrs=attrs, device="cpu")
+    featx.fit(path, clf="logreg", grid={"C": [0.01, 0.1]}, cv=3, n_jobs=1, dataset=None)
+    featx.fit(path, clf="knn", grid={"n_neighbors": [5], "weights": ["uniform"], "metric": ["euclidean"]}, cv=4, n_jobs=1, dataset=None)
+    return path

@@ -344,3 +344,46 @@ def test_api_surface() -> None:
     assert callable(featx.fit) and callable(featx.pca)
     assert featx.list_classifiers() == ["knn", "linearsvc", "logreg"]
     assert {"fit", "pca", "FitConfig", "load_record", "load_model"} <= set(dir(featx))
+
+
+def test_record_carries_the_evidence_fields(overlapping: Path) -> None:
+    """Issue 13: interval, balanced accuracy, log-loss, confused pairs and the wrong test rows."""
+    record = featx.fit(overlapping, clf="logreg", grid={"C": [0.1]}, **FAST)
+    data = json.loads(record.path().read_text())
+    assert {"test_accuracy_ci95", "balanced_accuracy", "log_loss", "search", "confused_pairs"} <= set(data)
+    low, high = record.test_accuracy_ci95 or (None, None)
+    assert low is not None and high is not None and low < record.test_accuracy < high
+    assert record.ci_method and "wilson" in record.ci_method
+    assert record.search == "grid" and record.search_info == {}
+    assert record.log_loss is not None and record.log_loss > 0
+    assert 0 < (record.balanced_accuracy or 0) <= 1
+    X_test, y_test = cachefile.read_split(overlapping, "test")
+    predicted = load_model(record).predict(X_test)
+    assert record.misclassified == [[int(r), int(y_test[r]), int(predicted[r])] for r in np.flatnonzero(predicted != y_test)]
+    confusion = np.asarray(record.confusion_matrix)
+    top = record.confused_pairs[0]
+    i, j = record.class_names.index(top.true), record.class_names.index(top.predicted)
+    assert top.count == confusion[i, j] == (confusion - np.diag(np.diag(confusion))).max()
+    assert set(data["confused_pairs"][0]) >= {"true", "predicted", "count"}
+    # LinearSVC gives no probabilities: no log-loss
+    assert featx.fit(overlapping, clf="linearsvc", grid={"C": [0.1]}, **FAST).log_loss is None
+
+
+def test_records_without_the_evidence_fields_still_read(overlapping: Path) -> None:
+    record = featx.fit(overlapping, clf="knn", grid={"n_neighbors": [3]}, **FAST)
+    data = json.loads(record.path().read_text())
+    new = ("test_accuracy_ci95", "ci_method", "balanced_accuracy", "log_loss", "search", "search_info", "confused_pairs", "misclassified")
+    old = RunRecord.from_dict({k: v for k, v in data.items() if k not in new})
+    assert old.test_accuracy_ci95 is None and old.misclassified is None and old.search == "grid" and old.test_errors() is None
+
+
+def test_random_search_draws_seeded_points_in_the_ranges(overlapping: Path) -> None:
+    config = FitConfig(clf="logreg", grid={"C": [0.001, 10]}, cv=3, search="random", n_iter=5, solver="sklearn")
+    record = featx.fit(overlapping, config, n_jobs=1)
+    Cs = [p.params["C"] for p in record.cv_results]
+    assert len(Cs) == 5 and all(0.001 <= c <= 10 for c in Cs) and len(set(Cs)) == 5
+    assert record.search == "random" and record.search_info["n_iter"] == 5 and record.search_info["seed"] == 0
+    assert plan_run(overlapping, config).key != plan_run(overlapping, config.replace(search="grid")).key
+    again = featx.fit(overlapping, config, n_jobs=1, save=False)
+    assert [p.params for p in again.cv_results] == [p.params for p in record.cv_results]
+    assert again.test_accuracy == record.test_accuracy

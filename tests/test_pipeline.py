@@ -253,3 +253,20 @@ def test_overrides_retarget_a_pipeline_without_editing_it(tmp_path: Path) -> Non
 def test_mean_and_std_take_one_number_or_three() -> None:
     spec = parse("{extract: {mean: 0.5, std: [0.25, 0.25, 0.25], weights: random}}")
     assert spec.backbones[0].config.mean == (0.5, 0.5, 0.5) and spec.backbones[0].config.std == (0.25, 0.25, 0.25)
+
+
+def test_a_curves_key_plans_a_curve_per_backbone() -> None:
+    from featx.runner.pipeline import plan_pipeline
+
+    spec = parse("""
+    curves: [{clf: logreg, shots: "1,5,full", repeats: 3, grid: {C: [0.1, 1]}}]
+    """)
+    (config,) = spec.curves
+    assert (config.fit.clf, config.shots, config.repeats, config.fit.grid["C"]) == ("logreg", (1, 5, "full"), 3, (0.1, 1.0))
+    curves = plan_pipeline(spec).of_kind("curve")
+    assert [t.key for t in curves] == ["curve:test_resnet:0", "curve:test_vit:0"] and curves[0].deps == ("extract:test_resnet",)
+    assert spec.to_dict()["curves"][0]["shots"] == [1, 5, "full"]
+    with pytest.raises(ConfigError, match=r"curves\[0\]\.shots"):
+        parse("{curves: [{clf: logreg, shots: '0'}]}")
+    with pytest.raises(ConfigError, match=r"curves\[0\].*unknown"):
+        parse("{curves: [{clf: logreg, shot: 5}]}")

@@ -6,10 +6,12 @@ import base64
 import html as html_lib
 import io
 import json
+import math
 import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -31,7 +33,7 @@ def reports() -> Path:
 def comparison_cells(page: str) -> list[dict[str, str]]:
     """The data-* attributes of every filled cell of the comparison tables."""
     cells = []
-    for match in re.finditer(r"<td class=\"(best)?\" ([^>]*)>", page):
+    for match in re.finditer(r"<td class=\"(best|tied)?\" ([^>]*)>", page):
         cells.append(dict(re.findall(r'data-([\w-]+)="([^"]*)"', match.group(2))))
     return cells
 
@@ -66,7 +68,8 @@ def test_report_plots_are_embedded_and_the_page_needs_no_network() -> None:
     # per run: grid curve + confusion matrix; per backbone: PCA scatter + variance curve
     assert len(pictures) == 6 * 2 + 2 * 2
     assert all(p.format == "PNG" and p.width > 300 and p.height > 200 for p in pictures)
-    assert not re.search(r'(src|href)="(https?:)?//', page) and "<link" not in page and "<script" not in page
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<link" not in page
+    assert page.count("<script") == 1 and not re.search(r"<script[^>]*src", page)  # one inline script: a link opens a collapsed run
     assert (reports() / "pca").is_dir()  # missing PCA plots were drawn from the cached features
 
 
@@ -131,7 +134,51 @@ def test_csv_and_markdown_beside_the_page() -> None:
         assert table[column].notna().all(), column
     markdown = files.markdown.read_text()
     assert "| backbone | linearsvc | logreg | knn |" in markdown and markdown.count("**") >= 2
-    assert re.search(r"\| resnet50\.tv_in1k \| (\*\*)?\d+\.\d\d%(\*\*)? \(CV \d+\.\d\d ± \d+\.\d\d; C=", markdown)
+    assert re.search(
+        r"\| resnet50\.tv_in1k \| (\*\*)?\d+\.\d\d%(\*\*)?( ≈)? \[\d+\.\d\d, \d+\.\d\d\] \(CV \d+\.\d\d ± \d+\.\d\d; C=", markdown
+    )
+
+
+def test_tied_with_best_in_the_csv_the_page_and_the_summary() -> None:
+    """Every cell against the best on the same test images: exact McNemar, Holm-corrected, at 5%."""
+    two_backbones()
+    files = featx.report()
+    table = pd.read_csv(files.csv)
+    for column in ("test_accuracy_ci_low", "test_accuracy_ci_high", "p_value_vs_best", "tied_with_best"):
+        assert table[column].notna().all(), column
+    assert (table["test_accuracy_ci_low"] < table["test_accuracy"]).all() or (table["test_accuracy"] == 1).any()
+    assert (table["test_accuracy_ci_high"] >= table["test_accuracy"]).all()
+    best = table.loc[table["test_accuracy"].idxmax()]
+    assert best["tied_with_best"] and best["p_value_vs_best"] == 1.0
+    # the decision by hand: the wrong test rows of each cell against the best's, b/c counts, binomial tail, Holm
+    records = {r.run_key: r for r in featx.iter_records()}
+    wrong = {key: {row for row, _, _ in r.misclassified or []} for key, r in records.items()}
+    best_wrong = wrong[best["run_key"]]
+    raw = {}
+    for key in records:
+        if key != best["run_key"]:
+            b, c = len(best_wrong - wrong[key]), len(wrong[key] - best_wrong)
+            raw[key] = min(1.0, 2 * sum(math.comb(b + c, i) for i in range(min(b, c) + 1)) / 2 ** (b + c))
+    order = sorted(raw, key=raw.get)
+    adjusted, running = {}, 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * raw[key]))
+        adjusted[key] = running
+    for _, row in table.iterrows():
+        if row["run_key"] == best["run_key"]:
+            continue
+        assert row["p_value_vs_best"] == pytest.approx(raw[row["run_key"]])
+        assert row["p_value_vs_best_holm"] == pytest.approx(adjusted[row["run_key"]])
+        assert bool(row["tied_with_best"]) == (adjusted[row["run_key"]] >= 0.05)
+    tied = table[table["tied_with_best"].astype(bool)]
+    assert 1 < len(tied) < len(table)  # these blobs: some cells tied, the random-weights ones not
+    page = files.html.read_text()
+    summary = re.search(r'<p class="best-line" data-summary="true">(.*?)</p>', page, re.S)
+    assert summary
+    for _, row in tied.iterrows():
+        assert html_lib.escape(f"{row['backbone']} + {row['classifier']}") in summary.group(1)
+    assert page.count('data-tied="true"') == len(tied) and "Holm" in page and "exact McNemar" in page
+    assert "≈" in files.markdown.read_text()
 
 
 def test_user_text_is_escaped(tmp_path: Path) -> None:
@@ -269,3 +316,38 @@ def test_unreadable_records_are_skipped() -> None:
     junk = reports() / "runs" / "cifar10" / "junk.json"
     junk.write_text(json.dumps({"schema_version": 99}))
     assert featx.report().n_runs == 6
+
+
+def test_confused_pairs_and_error_strips_from_the_cache_rows() -> None:
+    """The strips show the test images of the cache rows each run got wrong (digits load offline)."""
+    from featx.extraction.datasets import load_dataset
+    from featx.extraction.thumbnails import row_thumbnails
+    from tests.reportdata import digits_backbone
+
+    digits_backbone()
+    page = featx.report(thumbnails=row_thumbnails).html.read_text()
+    assert page.count('data-error-strip="true"') >= 2 and "Most confused class pairs" in page
+    record = next(r for r in featx.iter_records() if r.clf == "logreg")
+    top = record.confused_pairs[0]
+    assert f"true {top.true}, predicted {top.predicted}" in page
+    # the first thumbnail of the top pair is the digits test image of that row
+    row = next(r for r, t, p in record.misclassified or [] if record.class_names[t] == top.true and record.class_names[p] == top.predicted)
+    assert f"test image {row}: true {top.true}, predicted {top.predicted}" in page
+    thumb = Image.open(io.BytesIO(row_thumbnails(record.features.attrs, [row])[row])).convert("L")
+    original = load_dataset("digits").splits["test"].pixels[row, ..., 0]
+    assert thumb.size == (64, 64) and (np.asarray(thumb.resize((8, 8), Image.Resampling.NEAREST)) == original).all()
+    # mixed fold counts (3 and 4) are marked; the one-point k-NN grid is a sentence, not a bar chart
+    assert 'data-mixed-folds="true"' in page and 'data-folds="4"' in page
+    assert 'data-one-point="true"' in page
+    # without a thumbnail source (or images that are not the features' ones) there are no strips
+    assert 'data-error-strip="true"' not in featx.report().html.read_text()
+    assert row_thumbnails({**record.features.attrs, "dataset_identity": {"dataset": "digits", "fingerprint": "0"}}, [row]) == {}
+
+
+def test_a_random_search_shows_its_sampled_points() -> None:
+    path = features("resnet50.tv_in1k", "5555555555555555", weights=PRETRAINED, separation=1.0, seed=4)
+    featx.fit(path, clf="logreg", grid={"C": [0.001, 10.0]}, cv=3, n_jobs=1, dataset=None, search="random", n_iter=6)
+    page = featx.report().html.read_text()
+    assert "random: 6 points drawn with seed 0, log-uniform" in page
+    assert len(images(page)) == 2 + 2  # its grid curve and confusion matrix, the PCA pair
+    assert pd.read_csv(featx.report().csv)["search"].tolist() == ["random"]

@@ -65,3 +65,38 @@ def test_a_screenshot_shows_the_page_with_the_random_weights_banner(page: Path, 
     assert banner.sum() > 50_000  # the red banner near the top: about 1,200 px wide, several lines tall
     highlighted = np.all(np.abs(image.astype(int) - (255, 241, 184)) <= 2, axis=-1)
     assert highlighted.sum() > 5_000  # the best cell's yellow
+
+
+@needs_chromium
+def test_runs_are_collapsed_the_contents_jump_to_them_and_the_evidence_renders(tmp_path: Path) -> None:
+    """Issue 13 and 16: tied cells marked, the curve plot and the error strips decoded, the
+    runs collapsed by default, and a link from the contents opens the run it jumps to."""
+    from featx.extraction.thumbnails import row_thumbnails
+    from featx.fitting.config import FitConfig
+    from featx.fitting.curves import CurveConfig, curve
+    from tests.reportdata import digits_backbone
+
+    two_backbones()
+    digits = digits_backbone()
+    curve(digits, CurveConfig(fit=FitConfig(clf="logreg", grid={"C": [0.1, 1.0]}, cv=3), shots="1,5,full", repeats=2), dataset=None)
+    page = featx.report(thumbnails=row_thumbnails).html
+    dom = dump_dom(CHROMIUM, page, width=1280)
+    assert attribute(dom, "data-probed") == "yes"
+    n_runs = int(attribute(dom, "data-runs"))
+    assert n_runs == 8 and attribute(dom, "data-open-runs") == ""  # every run collapsed as the page opens
+    toc = re.search(r'<nav class="toc".*?</nav>', dom, re.S)
+    assert toc
+    targets = re.findall(r'class="toc-run" href="#([^"]+)"', toc.group(0))
+    assert len(targets) == n_runs and all('<details class="run-details' in dom and f'id="{t}"' in dom for t in targets)
+    # tied cells are marked in the comparison tables
+    assert 'data-tied="true"' in dom and "tied with best" in dom
+    # the curve plot and the thumbnails decoded
+    curves = re.search(r'<section id="curves-[^"]*" data-curves="true">.*?</section>', dom, re.S)
+    assert curves and int(re.findall(r'data-natural-width="(\d+)"', curves.group(0))[0]) > 300
+    strips = re.findall(r'<div class="strip" data-error-strip="true">.*?</div>\s*(?=<div class="strip"|<details|<h5|$)', dom, re.S)
+    thumbs = re.findall(r'<figure class="thumb"><img [^>]*data-natural-width="(\d+)" data-rendered-width="(\d+)"', dom)
+    assert strips and thumbs and all(int(n) == 64 and int(r) == 64 for n, r in thumbs)
+    assert int(attribute(dom, "data-scroll-width")) <= int(attribute(dom, "data-viewport-width"))
+    # opened at a run's anchor, the page opens that run (and no other)
+    opened = dump_dom(CHROMIUM, page, width=1280, fragment=targets[-1])
+    assert attribute(opened, "data-open-runs") == targets[-1]

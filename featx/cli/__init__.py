@@ -22,6 +22,7 @@ from featx.core.errors import ConfigError, FeatxError
 COMMANDS: dict[str, str] = {
     "cache": "featx.cli.cache:cache",
     "fit": "featx.cli.fit:fit",
+    "curve": "featx.cli.curve:curve",
     "pca": "featx.cli.pca:pca",
     "extract": "featx.cli.extract:extract",
     "report": "featx.cli.report:report",

@@ -56,6 +56,14 @@ class FitCommand(click.Command):
     "sklearn: scikit-learn's estimators, exactly GridSearchCV's scores; auto: torch where it serves the classifier and is faster.",
 )
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:i]", help="Where the torch solver runs.")
+@click.option(
+    "--search",
+    type=click.Choice(("grid", "random")),
+    default="grid",
+    show_default=True,
+    help="grid: every grid point; random: --n-iter points drawn log-uniformly between each numeric grid's ends (seeded by --seed).",
+)
+@click.option("--n-iter", type=int, default=20, show_default=True, help="Points a random search draws.")
 @click.option("--skip-existing", is_flag=True, help="Print the record of an identical earlier run instead of fitting again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
 @scheduler_option
@@ -77,6 +85,8 @@ def fit(
     n_jobs: int,
     solver: str,
     device: str,
+    search: str,
+    n_iter: int,
     skip_existing: bool,
     as_json: bool,
     scheduler: str | None,
@@ -94,6 +104,7 @@ def fit(
     Examples:
       featx fit --features resnet50 --clf linearsvc --C-grid 0.0001,0.001,0.01,0.1,1
       featx fit --features resnet50 --clf logreg --C-grid logspace:-4:2:13 --cv 5
+      featx fit --features resnet50 --clf logreg --C-grid 0.0001,100 --search random --n-iter 15
       featx fit --features resnet50 --clf knn --k-grid 1,3,5,11,21 --weights uniform,distance --metric euclidean,cosine
       featx fit --features features/cifar10/vgg16__ab12cd.h5 --clf linearsvc --scale l2 --pca 256 --json
       featx fit --features resnet50 --clf linearsvc --scheduler tcp://head:8786     # folds on a Dask cluster
@@ -108,7 +119,7 @@ def fit(
     spec = get_classifier(clf)
     given = {"--C-grid": c_grid, "--k-grid": k_grid, "--weights": weights, "--metric": metric}
     grid = grid_from_options(spec, {option: value for option, value in given.items() if value is not None}, extra_grid)
-    config = FitConfig(clf=clf, grid=grid, cv=cv, scale=scale, pca=pca, seed=seed, solver=solver)
+    config = FitConfig(clf=clf, grid=grid, cv=cv, scale=scale, pca=pca, seed=seed, solver=solver, search=search, n_iter=n_iter)
     with connect(scheduler) as client, contextlib.ExitStack() as stack:
         environment = None
         if client is not None:
@@ -174,6 +185,7 @@ def summary(record: RunRecord, reports_dir: str | None) -> str:
         "",
         f"best {format_point(record.best_params)}: CV accuracy {record.cv_best_score:.4f} +/- {record.cv_best_std:.4f}",
         f"test accuracy {record.test_accuracy:.4f}"
+        + (f" (95% interval {record.test_accuracy_ci95[0]:.4f}-{record.test_accuracy_ci95[1]:.4f})" if record.test_accuracy_ci95 else "")
         + (f"   top-5 {record.top5_accuracy:.4f}" if record.top5_accuracy is not None else "")
         + f"   macro F1 {record.macro_f1:.4f}",
         f"search {record.search_seconds:.1f} s, refit {record.fit_seconds:.1f} s, predict {record.predict_seconds:.2f} s"

@@ -40,6 +40,10 @@ class FitConfig(Config):
             ``torch`` (every fold and grid point in batched solves on the device, reaching
             the same optimum; :mod:`featx.fitting.accelerated`), or ``auto`` (torch where it
             serves the classifier and is faster on the device, else sklearn).
+        search: ``grid`` (every point of the grid) or ``random`` (``n_iter`` points drawn,
+            seeded by ``seed``, log-uniformly between the smallest and largest value of
+            each numeric grid parameter: :func:`featx.fitting.search.random_points`).
+        n_iter: points a random search draws.
 
     Raises:
         ConfigError: any invalid value, naming its field (``grid.C``); an unknown
@@ -53,6 +57,8 @@ class FitConfig(Config):
     pca: PositiveInt | None = None
     seed: Seed = 0
     solver: Literal["auto", "torch", "sklearn"] = "auto"
+    search: Literal["grid", "random"] = "grid"
+    n_iter: PositiveInt = 20
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -84,11 +90,14 @@ class FitConfig(Config):
 
         The solver counts once resolved (``auto`` is resolved first, see
         :func:`featx.fitting.protocol.plan_run`); scikit-learn's, the original one, adds
-        nothing, so records written before solvers existed keep their keys.
+        nothing, so records written before solvers existed keep their keys; so does a
+        grid search (a random one adds its name and ``n_iter``).
         """
         solver = {} if self.solver == "sklearn" else {"solver": self.solver}
+        search = {"search": "random", "n_iter": self.n_iter} if self.search == "random" else {}
         return {
             **solver,
+            **search,
             "features": features,
             "clf": self.clf,
             "estimator_params": self.spec.fixed_params(self.seed),

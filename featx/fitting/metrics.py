@@ -48,6 +48,7 @@ class ClassificationScores:
 
     Attributes:
         accuracy: fraction correct.
+        balanced_accuracy: mean recall over the classes present in the test split.
         macro_f1: unweighted mean F1 over the classes present in truth or prediction.
         precision, recall, f1: ``(n_classes,)`` per class.
         support: ``(n_classes,)`` true samples per class.
@@ -55,6 +56,7 @@ class ClassificationScores:
     """
 
     accuracy: float
+    balanced_accuracy: float
     macro_f1: float
     precision: np.ndarray
     recall: np.ndarray
@@ -74,8 +76,10 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
 
     labels = np.arange(n_classes)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    present = np.asarray(support) > 0
     return ClassificationScores(
         accuracy=accuracy(y_true, y_pred),
+        balanced_accuracy=float(np.mean(np.asarray(recall)[present])) if present.any() else 0.0,
         macro_f1=float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         precision=np.asarray(precision, dtype=float),
         recall=np.asarray(recall, dtype=float),
@@ -83,3 +87,24 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
         support=np.asarray(support, dtype=int),
         confusion=confusion_matrix(y_true, y_pred, labels=labels),
     )
+
+
+def log_loss(y_true: np.ndarray, probabilities: np.ndarray, classes: np.ndarray) -> float | None:
+    """Mean negative log-likelihood of the true labels (probabilities clipped at 1e-15, as scikit-learn does).
+
+    Args:
+        y_true: ``(n_samples,)`` labels.
+        probabilities: ``(n_samples, n_classes)`` predicted probabilities.
+        classes: ``(n_classes,)`` the label of each column.
+
+    Returns:
+        The loss, or None when a true label is not among ``classes`` (the model never saw it).
+    """
+    column = {int(c): i for i, c in enumerate(np.asarray(classes))}
+    truth = np.asarray(y_true)
+    if any(int(t) not in column for t in np.unique(truth)):
+        return None
+    probs = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, 1.0)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    picked = probs[np.arange(len(truth)), [column[int(t)] for t in truth]]
+    return float(-np.mean(np.log(picked)))

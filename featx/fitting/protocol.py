@@ -34,9 +34,10 @@ from featx.core.hashing import jsonable
 from featx.fitting.classifiers import Scale, build_pipeline
 from featx.fitting.config import FitConfig, check_n_jobs
 from featx.fitting.grids import format_point
-from featx.fitting.metrics import ClassificationScores, classification_scores, top_k_accuracy
+from featx.fitting.metrics import ClassificationScores, classification_scores, log_loss, top_k_accuracy
 from featx.fitting.records import (
     ClassScore,
+    ConfusedPair,
     FeatureSource,
     GridPointScore,
     RunRecord,
@@ -46,7 +47,8 @@ from featx.fitting.records import (
     save_run,
     source_names,
 )
-from featx.fitting.search import best_index, collect_warnings, cross_validate_grid, fold_workers, grid_points, stratified_folds
+from featx.fitting.search import best_index, collect_warnings, cross_validate_grid, fold_workers, search_points, stratified_folds
+from featx.fitting.statistics import INTERVAL_METHOD, confused_pairs, wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +319,8 @@ class _Test:
     fit_seconds: float
     predict_seconds: float
     warnings: list[str]
+    predicted: np.ndarray | None = None  # (n_test,) labels
+    log_loss: float | None = None
 
 
 def _read(plan: RunPlan) -> _Data:
@@ -361,7 +365,7 @@ def _cross_validate(config: FitConfig, data: _Data, *, n_jobs: int) -> _Search:
     """Cross-validate every grid point on the training split."""
     folds = stratified_folds(data.y, config.cv, config.seed)
     _check_fold_sizes(config, folds)
-    points = grid_points(config.grid)
+    points = search_points(config.grid, search=config.search, n_iter=config.n_iter, seed=config.seed)
     pipeline = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed)
     log.info("searching %d grid point(s) x %d folds with %d worker(s)", len(points), len(folds), fold_workers(n_jobs, len(folds)))
     start = time.perf_counter()
@@ -396,7 +400,7 @@ def _accelerated(config: FitConfig, data: _Data, *, device: str) -> tuple[_Searc
 
     folds = stratified_folds(data.y, config.cv, config.seed)
     _check_fold_sizes(config, folds)
-    points = grid_points(config.grid)
+    points = search_points(config.grid, search=config.search, n_iter=config.n_iter, seed=config.seed)
     log.info("searching %d grid point(s) x %d folds with the torch solvers on %s", len(points), len(folds), device)
     with collect_warnings() as messages:
         try:
@@ -440,9 +444,11 @@ def _test(model: Any, X_test: np.ndarray, y_test: np.ndarray, n_classes: int, *,
         predicted = model.predict(X_test)
         scores = _scores(model, X_test)
         predict_seconds = time.perf_counter() - start
+        probabilities = np.asarray(model.predict_proba(X_test)) if hasattr(model, "predict_proba") else None
     test = classification_scores(y_test, predicted, n_classes)
     top5 = top_k_accuracy(y_test, scores, model.classes_) if scores is not None else None
-    return _Test(test, top5, fit_seconds, predict_seconds, messages)
+    loss = log_loss(y_test, probabilities, model.classes_) if probabilities is not None else None
+    return _Test(test, top5, fit_seconds, predict_seconds, messages, predicted=np.asarray(predicted), log_loss=loss)
 
 
 def _record(
@@ -513,7 +519,37 @@ def _record(
         environment={**_environment(), **(environment or {})},
         solver=config.solver,
         solver_info=jsonable(search.solver_info),
+        test_accuracy_ci95=list(wilson_interval(int(np.trace(scores.confusion)), len(data.y_test))),
+        ci_method=INTERVAL_METHOD,
+        balanced_accuracy=scores.balanced_accuracy,
+        log_loss=test.log_loss,
+        search=config.search,
+        search_info=_search_info(config),
+        confused_pairs=[
+            ConfusedPair(data.class_names[t], data.class_names[p], count, count / max(1, int(scores.support[t])))
+            for t, p, count in confused_pairs(scores.confusion)
+        ],
+        misclassified=_misclassified(data.y_test, test.predicted),
     )
+
+
+def _search_info(config: FitConfig) -> dict[str, Any]:
+    """How the points were chosen (a random search's draws are the record's ``cv_results`` params)."""
+    if config.search != "random":
+        return {}
+    return {
+        "n_iter": config.n_iter,
+        "seed": config.seed,
+        "draws": "log-uniform between each numeric parameter's smallest and largest grid value (whole numbers rounded); names uniform",
+    }
+
+
+def _misclassified(y_test: np.ndarray, predicted: np.ndarray | None) -> list[list[int]] | None:
+    """``[row, true, predicted]`` of every wrong test image (rows: the cache's row order, the data set's)."""
+    if predicted is None:
+        return None
+    rows = np.flatnonzero(np.asarray(predicted) != y_test)
+    return [[int(r), int(y_test[r]), int(predicted[r])] for r in rows]
 
 
 def _scores(model: Any, X: np.ndarray) -> np.ndarray | None:

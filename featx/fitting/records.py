@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from featx.cache.layout import EntryName
 from featx.cache.reader import CacheInfo
 from featx.core import paths
@@ -104,6 +106,22 @@ class ClassScore:
     recall: float
     f1: float
     support: int
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """A pair of classes the model mixes up on the test split.
+
+    Attributes:
+        true, predicted: class names.
+        count: test images of ``true`` predicted as ``predicted``.
+        share: ``count`` over the test images of ``true``.
+    """
+
+    true: str
+    predicted: str
+    count: int
+    share: float
 
 
 @dataclass(frozen=True)
@@ -183,6 +201,15 @@ class RunRecord:
     model_sha256: str | None = None
     solver: str = "sklearn"
     solver_info: dict[str, Any] = field(default_factory=dict)
+    # since issue 13 (None or empty in older records)
+    test_accuracy_ci95: list[float] | None = None
+    ci_method: str | None = None
+    balanced_accuracy: float | None = None
+    log_loss: float | None = None
+    search: str = "grid"
+    search_info: dict[str, Any] = field(default_factory=dict)
+    confused_pairs: list[ConfusedPair] = field(default_factory=list)
+    misclassified: list[list[int]] | None = None  # [test row, true, predicted] per wrong test image
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,11 +268,29 @@ class RunRecord:
                 value = facts.get(name)
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                     return f"features.splits.{split}.{name} is {quote(value)}, not a number"
-        for name in ("test_accuracy", "cv_best_score", "macro_f1", "top5_accuracy"):
+        for name in ("test_accuracy", "cv_best_score", "macro_f1", "top5_accuracy", "balanced_accuracy"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 return f"{name} is {value}, not a fraction between 0 and 1"
+        ci = self.test_accuracy_ci95
+        if ci is not None and (len(ci) != 2 or not 0.0 <= ci[0] <= ci[1] <= 1.0):
+            return f"test_accuracy_ci95 is {ci}, not [low, high] within [0, 1]"
+        if self.search not in ("grid", "random"):
+            return f"search is {quote(self.search)}, not grid or random"
+        rows = self.features.n_test
+        for item in self.misclassified or ():
+            if len(item) != 3 or not 0 <= item[0] < rows or not all(0 <= c < n_classes for c in item[1:]):
+                return f"misclassified holds {item}, not [test row < {rows}, true, predicted class index]"
         return None
+
+    def test_errors(self) -> np.ndarray | None:
+        """Boolean ``(n_test,)`` mask of the test images this run gets wrong, or None when
+        the record does not list them (written by an older featx)."""
+        if self.misclassified is None:
+            return None
+        mask = np.zeros(self.features.n_test, dtype=bool)
+        mask[[row for row, _, _ in self.misclassified]] = True
+        return mask
 
     def path(self, reports_dir: str | os.PathLike[str] | None = None) -> Path:
         """Where this record lives under the reports root."""

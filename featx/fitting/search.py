@@ -61,6 +61,45 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(point) for point in ParameterGrid({name: list(values) for name, values in grid.items()})]
 
 
+def random_points(grid: Mapping[str, Sequence[Any]], n_iter: int, seed: int) -> list[dict[str, Any]]:
+    """``n_iter`` points drawn over the ranges of a grid, seeded (scikit-learn's RandomizedSearchCV idea).
+
+    A float parameter of several values is drawn log-uniformly between its smallest and
+    largest value (uniformly when the smallest is not positive); a whole-number one the
+    same way, rounded (never outside the range); names and single values are drawn
+    uniformly from the values given. Parameters are drawn in sorted name order, so the
+    same grid, ``n_iter`` and seed give the same points.
+
+    Args:
+        grid: parameter -> values (the ranges).
+        n_iter: how many points.
+        seed: seeds the draws.
+
+    Returns:
+        The points, in draw order.
+    """
+    rng = np.random.default_rng(seed)
+    columns: dict[str, list[Any]] = {}
+    for name in sorted(grid):
+        values = list(grid[name])
+        numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(set(numeric)) < 2 or len(numeric) != len(values):
+            columns[name] = [values[i] for i in rng.integers(len(values), size=n_iter)]
+            continue
+        low, high = float(min(numeric)), float(max(numeric))
+        draws = np.exp(rng.uniform(np.log(low), np.log(high), size=n_iter)) if low > 0 else rng.uniform(low, high, size=n_iter)
+        if all(isinstance(v, int) for v in numeric):
+            columns[name] = [int(min(high, max(low, round(float(d))))) for d in draws]
+        else:
+            columns[name] = [float(min(high, max(low, float(f"{d:.6g}")))) for d in draws]
+    return [{name: columns[name][i] for name in columns} for i in range(n_iter)]
+
+
+def search_points(grid: Mapping[str, Sequence[Any]], *, search: str, n_iter: int, seed: int) -> list[dict[str, Any]]:
+    """The points a search scores: the whole grid, or :func:`random_points` over its ranges."""
+    return random_points(grid, n_iter, seed) if search == "random" else grid_points(grid)
+
+
 def stratified_folds(y: np.ndarray, n_splits: int, seed: int) -> list[Fold]:
     """``StratifiedKFold(n_splits, shuffle=True, random_state=seed)`` folds of ``y`` as index pairs."""
     from sklearn.model_selection import StratifiedKFold

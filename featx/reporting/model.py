@@ -19,8 +19,10 @@ from typing import Any
 import pandas as pd
 
 from featx.fitting.classifiers import CLASSIFIERS, Scale, classifier_label
+from featx.fitting.curves import FULL, CurveRecord
 from featx.fitting.grids import format_point
 from featx.fitting.records import RunRecord
+from featx.fitting.statistics import Comparison, tied_with_best
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +116,24 @@ def select_runs(records: Iterable[RunRecord]) -> Selection:
     return Selection(frame.reset_index(drop=True), superseded)
 
 
+def compare_with_best(records: Iterable[RunRecord]) -> dict[str, Comparison]:
+    """Every cell of one table (one test set) against its best cell, paired on the test images:
+    run key -> :class:`~featx.fitting.statistics.Comparison` (exact McNemar, Holm-corrected)."""
+    shown = list(records)
+    return tied_with_best({r.run_key: r.test_errors() for r in shown}, {r.run_key: r.test_accuracy for r in shown})
+
+
 def comparison_frame(selection: Selection) -> pd.DataFrame:
     """The tidy comparison: one row per backbone x classifier, every number (``comparison.csv``)."""
     rows = []
     for _, group in selection.frame.groupby("group", sort=False):
         labels = row_labels(group)
         contrasts = contrast_keys({r.features.key: r.features for r in group["record"]})
+        versus = compare_with_best(group["record"])
         for record in group["record"]:
             f = record.features
+            ci = record.test_accuracy_ci95 or [None, None]
+            against = versus[record.run_key]
             rows.append(
                 {
                     "dataset": f.dataset,
@@ -133,6 +145,15 @@ def comparison_frame(selection: Selection) -> pd.DataFrame:
                     "contrast": f.key in contrasts,
                     "classifier": classifier_label(record.clf, record.scale, record.pca),
                     "test_accuracy": record.test_accuracy,
+                    "test_accuracy_ci_low": ci[0],
+                    "test_accuracy_ci_high": ci[1],
+                    "p_value_vs_best": against.p_value,
+                    "p_value_vs_best_holm": against.p_adjusted,
+                    "tied_with_best": None if against.tied is None else str(against.tied).lower(),
+                    "balanced_accuracy": record.balanced_accuracy,
+                    "log_loss": record.log_loss,
+                    "cv_folds": record.cv,
+                    "search": record.search,
                     "cv_mean": record.cv_best_score,
                     "cv_std": record.cv_best_std,
                     "best_params": format_point(record.best_params),
@@ -144,6 +165,46 @@ def comparison_frame(selection: Selection) -> pd.DataFrame:
                     "run_key": record.run_key,
                     "record_file": record.record_file,
                     "created": record.created,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def curve_test_set(record: CurveRecord) -> str:
+    """The test set of a curve, keyed as :func:`test_set_key` keys runs."""
+    f = record.features
+    identity = f.get("attrs", {}).get("dataset_identity")
+    if isinstance(identity, Mapping) and identity:
+        return str(f["dataset"]) + "|" + json.dumps(identity, sort_keys=True)
+    return f"{f['dataset']}|{f['n_train']}/{f['n_test']}"
+
+
+def curves_frame(curves: Sequence[CurveRecord]) -> pd.DataFrame:
+    """Every point of every data-efficiency curve, one row each (``curves.csv``); the newest
+    curve of each features x classifier x scaling is kept."""
+    newest = {}
+    for record in sorted(curves, key=lambda r: r.created):
+        newest[(curve_test_set(record), record.features["key"], record.features.get("content"), record.clf, record.scale)] = record
+    rows = []
+    for record in newest.values():
+        f = record.features
+        for point in record.points:
+            rows.append(
+                {
+                    "dataset": f["dataset"],
+                    "backbone": f["backbone"],
+                    "classifier": classifier_label(record.clf, record.scale, None),
+                    "shots": point.shots,
+                    "images_per_class": round(f["n_train"] / max(1, f["n_classes"]), 1) if point.shots == FULL else point.shots,
+                    "mean": point.mean,
+                    "std": point.std,
+                    "n_repeats": point.n_repeats,
+                    "selection": point.selection,
+                    "seed": record.seed,
+                    "features_key": f["key"],
+                    "test_set": curve_test_set(record),
+                    "curve_key": record.curve_key,
+                    "record_file": record.record_file,
                 }
             )
     return pd.DataFrame(rows)

@@ -148,3 +148,27 @@ def confusion_png(matrix: Sequence[Sequence[int]], class_names: Sequence[str], *
                     color="white" if shares[row, col] > 0.55 else "black",
                 )
     return png_bytes(fig)
+
+
+def data_efficiency_png(lines: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], *, title: str) -> bytes:
+    """Test accuracy against labelled training images per class: a line per backbone and
+    classifier, a band of ± one std over the draws, log x axis.
+
+    Args:
+        lines: label -> ``(images per class, mean accuracy, std)``, x ascending (the whole
+            train split at its mean images per class).
+        title: the figure title.
+    """
+    fig = figure(6.8, 4.4)
+    ax = fig.add_subplot()
+    for label, (x, mean, std) in lines.items():
+        xs, ms, ss = (np.asarray(v, dtype=float) for v in (x, mean, std))
+        (line,) = ax.plot(xs, ms, marker="o", markersize=3.5, linewidth=1.4, label=label)
+        ax.fill_between(xs, ms - ss, ms + ss, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training images per class (log scale; last point: the whole train split)")
+    ax.set_ylabel("test accuracy (mean ± std over draws)")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize="x-small", frameon=False)
+    return png_bytes(fig)

@@ -28,20 +28,23 @@ from featx.core import paths
 from featx.core.atomic import atomic_write_text
 from featx.core.errors import ConfigError, ReportError
 from featx.core.ownership import FileKind, contains, ensure_replaceable, starts_with
+from featx.fitting.curves import scan_curves
 from featx.fitting.records import RUNS_DIR, SkippedRecord, scan_records
-from featx.reporting.model import comparison_frame, select_runs
+from featx.reporting.model import comparison_frame, curves_frame, select_runs
 from featx.reporting.provenance import provenance, read_manifests
-from featx.reporting.views import TableView, pct, pp, table_view
+from featx.reporting.views import TableView, ThumbnailSource, curves_views, pct, pp, table_view
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "index.html"
 CSV_FILE = "comparison.csv"
 MARKDOWN_FILE = "comparison.md"
+CURVES_FILE = "curves.csv"
 TEMPLATE = "report.html.j2"
 #: a page featx wrote: the template's head names featx as its generator
 PAGE_KIND = FileKind("report page", contains(b'<meta name="generator" content="featx '))
 CSV_KIND = FileKind("comparison table (CSV)", starts_with(b"dataset,n_train,n_test,backbone,"))
+CURVES_CSV_KIND = FileKind("data-efficiency curves (CSV)", starts_with(b"dataset,backbone,classifier,shots,"))
 MARKDOWN_KIND = FileKind("comparison (Markdown)", starts_with(b"# featx comparison"))
 
 
@@ -75,6 +78,7 @@ def report(
     out: str | os.PathLike[str] | None = None,
     pca: bool = True,
     command: str | None = None,
+    thumbnails: ThumbnailSource | None = None,
 ) -> ReportFiles:
     """Write the HTML report of every run record under the reports root, with CSV and Markdown.
 
@@ -90,6 +94,9 @@ def report(
         pca: draw the PCA plots of features that have none yet under ``reports/pca/``
             (reads the features when they are still cached); False shows only existing ones.
         command: the command line that asked for the report, for the provenance block.
+        thumbnails: finds the test images behind cache rows, for the strips of misclassified
+            images per confused pair (``featx report`` passes
+            :func:`featx.extraction.thumbnails.row_thumbnails`); None: no strips.
 
     Returns:
         The files written and what they hold.
@@ -110,13 +117,15 @@ def report(
             f"no run records under {root / RUNS_DIR}{skipped}; run `featx fit` (or `featx run PIPELINE.yaml`, or `featx demo`) first"
         )
     html_path = Path(out).expanduser() if out is not None else root / REPORT_FILE
-    if html_path.name in (CSV_FILE, MARKDOWN_FILE):
+    if html_path.name in (CSV_FILE, MARKDOWN_FILE, CURVES_FILE):
         raise ConfigError(f"{html_path.name} is the name of the file written beside the page; name the page otherwise", field="out")
-    csv_path, md_path = html_path.with_name(CSV_FILE), html_path.with_name(MARKDOWN_FILE)
-    for path, kind in ((html_path, PAGE_KIND), (csv_path, CSV_KIND), (md_path, MARKDOWN_KIND)):
+    csv_path, md_path, curves_path = html_path.with_name(CSV_FILE), html_path.with_name(MARKDOWN_FILE), html_path.with_name(CURVES_FILE)
+    for path, kind in ((html_path, PAGE_KIND), (csv_path, CSV_KIND), (md_path, MARKDOWN_KIND), (curves_path, CURVES_CSV_KIND)):
         ensure_replaceable(path, kind)
     selection = select_runs(records)
-    tables = [table_view(frame, selection, root, pca=pca) for _, frame in selection.frame.groupby("group", sort=False)]
+    tables = [
+        table_view(frame, selection, root, pca=pca, thumbnails=thumbnails) for _, frame in selection.frame.groupby("group", sort=False)
+    ]
     manifests = read_manifests(root)
     generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     shown = list(selection.frame["record"])
@@ -134,7 +143,11 @@ def report(
         "reports_dir": str(root),
         "skipped": [{"file": str(item.path.relative_to(root)), "reason": item.reason} for item in scan.skipped],
     }
+    curves = curves_frame(scan_curves(root))
+    context["curves"] = curves_views(curves) if len(curves) else []
     html = render(context)
+    if len(curves):
+        atomic_write_text(curves_path, curves.to_csv(index=False), kind=CURVES_CSV_KIND)
     atomic_write_text(csv_path, comparison_frame(selection).to_csv(index=False), kind=CSV_KIND)
     atomic_write_text(md_path, comparison_markdown(tables, generated=generated), kind=MARKDOWN_KIND)
     atomic_write_text(html_path, html, kind=PAGE_KIND)
@@ -182,7 +195,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def comparison_markdown(tables: Sequence[TableView], *, generated: str) -> str:
     """The comparison tables as Markdown: test accuracy (best in bold), CV mean ± std, best params."""
     parts = [
-        f"# featx comparison\n\nTest accuracy, then CV accuracy (mean ± std over the folds) and the chosen parameters. "
+        f"# featx comparison\n\nTest accuracy (≈: tied with the best; in brackets its 95% interval), then CV accuracy (mean ± std over the folds) and the chosen parameters. "
         f"Generated {generated} by featx {__version__}.\n"
     ]
     for table in tables:
@@ -199,10 +212,14 @@ def comparison_markdown(tables: Sequence[TableView], *, generated: str) -> str:
                 if c is None:
                     values.append("-")
                     continue
-                test = f"**{pct(c.test)}**" if c.best else pct(c.test)
-                values.append(f"{test} (CV {pp(c.cv_mean)} ± {pp(c.cv_std)}; {c.params})")
+                test = f"**{pct(c.test)}**" if c.best else f"{pct(c.test)} ≈" if c.tied else pct(c.test)
+                interval = f" [{pp(c.ci[0])}, {pp(c.ci[1])}]" if c.ci else ""
+                folds = f", {c.folds}-fold" if table.folds_note else ""
+                values.append(f"{test}{interval} (CV {pp(c.cv_mean)} ± {pp(c.cv_std)}{folds}; {c.params})")
             data[column] = values
-        parts.append(f"## {table.title}\n\n{table.subtitle}\n\n{markdown_table(pd.DataFrame(data))}\n\n{table.best}\n")
+        parts.append(f"## {table.title}\n\n{table.subtitle}\n\n{markdown_table(pd.DataFrame(data))}\n\n{table.best}\n\n{table.ties_note}\n")
+        if table.folds_note:
+            parts.append(f"⚠ {table.folds_note}\n")
         if table.transfer:
             parts.append(
                 "What transfer learning buys (best test accuracy of each row):\n\n" + "".join(f"* {line}\n" for line in table.transfer)

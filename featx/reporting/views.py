@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,9 +23,11 @@ from featx.core.errors import FeatxError
 from featx.fitting.classifiers import classifier_label
 from featx.fitting.grids import format_point, format_short, format_spec
 from featx.fitting.records import FeatureSource, RunRecord
+from featx.fitting.statistics import INTERVAL_METHOD, PAIRED_TEST, Comparison
 from featx.reporting import plots
 from featx.reporting.model import (
     Selection,
+    compare_with_best,
     contrast_keys,
     extraction_frame,
     input_text,
@@ -36,6 +39,13 @@ from featx.reporting.model import (
 from featx.reporting.provenance import extract_command, fit_command
 
 log = logging.getLogger(__name__)
+
+#: ``thumbnails(features attrs, test rows) -> {row: PNG bytes}``: the images behind cache rows
+#: (the CLI passes :func:`featx.extraction.thumbnails.row_thumbnails`; without one, no strips)
+ThumbnailSource = Callable[[Mapping[str, Any], Sequence[int]], Mapping[int, bytes]]
+#: error strips per run: the most confused pairs, and images per pair
+STRIP_PAIRS = 3
+STRIP_IMAGES = 8
 
 
 def pct(value: float | None) -> str:
@@ -61,6 +71,10 @@ class Cell:
     anchor: str
     best: bool
     flags: tuple[str, ...] = ()
+    ci: tuple[float, float] | None = None  # 95% interval of the test accuracy
+    p_value: float | None = None  # exact McNemar against the best cell (Holm-adjusted)
+    tied: bool | None = None  # not significantly worse than the best (None: cannot be tested)
+    folds: int = 5
 
 
 @dataclass(frozen=True)
@@ -96,18 +110,70 @@ class PcaView:
 
 @dataclass(frozen=True)
 class RunView:
-    """The detail of one run."""
+    """The detail of one run (``grid_curve`` None for a one-point grid: nothing to draw)."""
 
     anchor: str
     title: str
     random: bool
-    grid_curve: Figure
+    grid_curve: Figure | None
     confusion: Figure
     per_class: pd.DataFrame
     facts: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
     command: str
     contrast: bool = False
+    confused: pd.DataFrame | None = None  # the most confused class pairs
+    strips: tuple[ErrorStrip, ...] = ()  # misclassified test images per confused pair
+    curve_note: str = ""
+
+
+@dataclass(frozen=True)
+class CurvesView:
+    """The data-efficiency curves of one test set: the plot and its numbers."""
+
+    anchor: str
+    title: str
+    figure: Figure
+    numbers: pd.DataFrame
+
+
+def curves_views(frame: pd.DataFrame) -> list[CurvesView]:
+    """One plot per test set (a line per backbone and classifier) from :func:`~featx.reporting.model.curves_frame`."""
+    views = []
+    for test_set, group in frame.groupby("test_set", sort=False):
+        lines = {}
+        for (backbone, classifier), line in group.groupby(["backbone", "classifier"], sort=False):
+            line = line.sort_values("images_per_class", key=lambda c: c.astype(float))
+            lines[f"{backbone} + {classifier}"] = (line["images_per_class"].astype(float), line["mean"], line["std"])
+        dataset = str(group["dataset"].iloc[0])
+        png = plots.data_efficiency_png(lines, title=f"{dataset}: test accuracy against labelled images per class")
+        numbers = pd.DataFrame(
+            {
+                "backbone": group["backbone"],
+                "classifier": group["classifier"],
+                "images per class": group["shots"].astype(str),
+                "test accuracy": [f"{m * 100:.2f}% ± {s * 100:.2f}" for m, s in zip(group["mean"], group["std"])],
+                "draws": group["n_repeats"],
+                "parameters by": group["selection"],
+            }
+        )
+        views.append(
+            CurvesView(
+                anchor("curves", dataset, test_set[-12:]),
+                dataset,
+                Figure(figures.data_uri(png), f"data-efficiency curves on {dataset}"),
+                numbers,
+            )
+        )
+    return views
+
+
+@dataclass(frozen=True)
+class ErrorStrip:
+    """Thumbnails of test images of one confused pair: ``(image, caption)`` each."""
+
+    title: str
+    images: tuple[tuple[Figure, str], ...]
 
 
 @dataclass(frozen=True)
@@ -139,9 +205,11 @@ class TableView:
     features: tuple[FeatureView, ...]
     n_random: int  # rows with random weights that are not contrasts (the page's banner)
     transfer: tuple[str, ...] = ()  # what the pretrained weights add: against their random twin, against raw pixels
+    folds_note: str = ""  # the runs of this table used different numbers of CV folds
+    ties_note: str = ""  # how "tied with best" was decided, and what could not be tested
 
 
-def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bool) -> TableView:
+def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bool, thumbnails: ThumbnailSource | None = None) -> TableView:
     records: list[RunRecord] = list(group["record"])
     first = records[0].features
     labels = row_labels(group)
@@ -151,6 +219,8 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
     best_value = float(group["test_accuracy"].max())
     sources = {r.features.identity: r.features for r in records}
     contrasts = contrast_keys(sources)
+    versus = compare_with_best(records)
+    folds = sorted({r.cv for r in records})
     rows = []
     for key, line in table.iterrows():
         source = sources[key]
@@ -167,6 +237,10 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
                     anchor=anchor("run", record.run_key),
                     best=record.test_accuracy == best_value,
                     flags=tuple(run_flags(record)),
+                    ci=tuple(record.test_accuracy_ci95) if record.test_accuracy_ci95 else None,  # type: ignore[arg-type]
+                    p_value=versus[record.run_key].p_adjusted,
+                    tied=versus[record.run_key].tied,
+                    folds=record.cv,
                 )
             )
         rows.append(
@@ -179,14 +253,11 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
                 contrast=key in contrasts,
             )
         )
-    winners = [
-        f"{labels[r.features.identity]} + {classifier_label(r.clf, r.scale, r.pca)}" for r in records if r.test_accuracy == best_value
-    ]
-    best = f"Best: {' and '.join(winners)}, {pct(best_value)} test accuracy."
+    best, ties_note = best_sentence(records, labels, versus, best_value)
     features = []
     for key in row_keys:
         runs = [r for r in records if r.features.identity == key]
-        features.append(_feature_view(runs, labels[key], selection, root, pca=pca, contrast=key in contrasts))
+        features.append(_feature_view(runs, labels[key], selection, root, pca=pca, contrast=key in contrasts, thumbnails=thumbnails))
     n_classes = len(records[0].class_names)
     limit = first.attrs.get("limit")
     subtitle = f"{first.n_train:,} train / {first.n_test:,} test images, {n_classes} classes"
@@ -206,7 +277,47 @@ def table_view(group: pd.DataFrame, selection: Selection, root: Path, *, pca: bo
         features=tuple(features),
         n_random=sum(row.random and not row.contrast for row in rows),
         transfer=tuple(transfer_lines(group, sources, contrasts)),
+        folds_note=(
+            f"The runs of this table used different numbers of CV folds ({', '.join(map(str, folds))}): "
+            "each cell names its fold count; their CV numbers are not directly comparable."
+            if len(folds) > 1
+            else ""
+        ),
+        ties_note=ties_note,
     )
+
+
+def best_sentence(
+    records: Sequence[RunRecord], labels: dict[str, str], versus: dict[str, Comparison], best_value: float
+) -> tuple[str, str]:
+    """The table's summary sentence (every cell tied with the best, not one winner) and how ties were decided."""
+
+    def name(r: RunRecord) -> str:
+        return f"{labels[r.features.identity]} + {classifier_label(r.clf, r.scale, r.pca)}"
+
+    ordered = sorted(records, key=lambda r: -r.test_accuracy)
+    winners = [r for r in ordered if r.test_accuracy == best_value]
+    tied = [r for r in ordered if r.test_accuracy != best_value and versus[r.run_key].tied]
+    untested = [r for r in ordered if versus[r.run_key].tied is None]
+    if len(untested) + len(winners) >= len(records):
+        sentence = f"Best: {' and '.join(name(r) for r in winners)}, {pct(best_value)} test accuracy."
+    elif tied:
+        sentence = (
+            f"Best, or tied with the best: {', '.join(f'{name(r)} ({pct(r.test_accuracy)})' for r in winners + tied)}; "
+            f"{len(tied)} cell(s) not significantly worse than {pct(best_value)}."
+        )
+    else:
+        sentence = (
+            f"Best: {' and '.join(name(r) for r in winners)}, {pct(best_value)} test accuracy; "
+            f"every other cell{' tested' if untested else ''} is significantly worse."
+        )
+    note = (
+        f"Tied with best (≈): not significantly worse than the best cell at 5%, by an {PAIRED_TEST}. "
+        f"Intervals: {INTERVAL_METHOD} over the test images."
+    )
+    if untested:
+        note += f" {len(untested)} cell(s) cannot be tested: their records (an older featx) do not list which test images they got wrong."
+    return sentence, note
 
 
 def transfer_lines(group: pd.DataFrame, sources: dict[str, FeatureSource], contrasts: set[str]) -> list[str]:
@@ -263,7 +374,16 @@ def run_flags(record: RunRecord) -> list[str]:
     return flags
 
 
-def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, root: Path, *, pca: bool, contrast: bool) -> FeatureView:
+def _feature_view(
+    runs: Sequence[RunRecord],
+    label: str,
+    selection: Selection,
+    root: Path,
+    *,
+    pca: bool,
+    contrast: bool,
+    thumbnails: ThumbnailSource | None,
+) -> FeatureView:
     f = runs[0].features
     a = f.attrs
     random = weights_kind(a) == "random"
@@ -299,7 +419,7 @@ def _feature_view(runs: Sequence[RunRecord], label: str, selection: Selection, r
         random=random,
         facts=tuple(facts),
         pca=tuple(_pca_view(f.path, f.backbone, f.key, f.content, scale, root, draw=pca) for scale in scales),
-        runs=tuple(_run_view(r, label, selection, contrast=contrast) for r in runs),
+        runs=tuple(_run_view(r, label, selection, contrast=contrast, thumbnails=thumbnails) for r in runs),
         command=extract_command(a, f.backbone),
         contrast=contrast,
     )
@@ -345,17 +465,20 @@ def _pca_view(features_path: str, backbone: str, key: str, content: str | None, 
     )
 
 
-def _run_view(record: RunRecord, label: str, selection: Selection, *, contrast: bool) -> RunView:
+def _run_view(record: RunRecord, label: str, selection: Selection, *, contrast: bool, thumbnails: ThumbnailSource | None) -> RunView:
     column = classifier_label(record.clf, record.scale, record.pca)
     points = [p.params for p in record.cv_results]
-    curve = plots.grid_curve_png(
-        points,
-        [p.mean for p in record.cv_results],
-        [p.std for p in record.cv_results],
-        grid=record.grid,
-        best=record.best_params,
-        title=f"{column} on {label}: {record.cv}-fold CV",
-    )
+    curve = None
+    if len(points) > 1:
+        png = plots.grid_curve_png(
+            points,
+            [p.mean for p in record.cv_results],
+            [p.std for p in record.cv_results],
+            grid=sampled_grid(record),
+            best=record.best_params,
+            title=f"{column} on {label}: {record.cv}-fold CV" + (f", {len(points)} random points" if record.search == "random" else ""),
+        )
+        curve = Figure(figures.data_uri(png), f"CV accuracy over the grid of {column} on {label}")
     confusion = plots.confusion_png(
         record.confusion_matrix, record.class_names, title=f"{column} on {label}: test accuracy {pct(record.test_accuracy)}"
     )
@@ -372,14 +495,22 @@ def _run_view(record: RunRecord, label: str, selection: Selection, *, contrast: 
         (
             "test accuracy",
             pct(record.test_accuracy)
+            + (
+                f" (95% interval {pct(record.test_accuracy_ci95[0])} to {pct(record.test_accuracy_ci95[1])})"
+                if record.test_accuracy_ci95
+                else ""
+            )
+            + (f"; balanced {pct(record.balanced_accuracy)}" if record.balanced_accuracy is not None else "")
             + (f"; top-5 {pct(record.top5_accuracy)}" if record.top5_accuracy is not None else "")
-            + f"; macro F1 {record.macro_f1:.4f}",
+            + f"; macro F1 {record.macro_f1:.4f}"
+            + (f"; log-loss {record.log_loss:.4f}" if record.log_loss is not None else ""),
         ),
         (
             "best point",
             f"{format_point(record.best_params, short=True)}: CV accuracy {pct(record.cv_best_score)} ± {pp(record.cv_best_std)}",
         ),
         ("grid", "; ".join(f"{name}: {format_spec(values)}" for name, values in record.grid.items())),
+        ("search", search_text(record)),
         (
             "protocol",
             f"{record.cv}-fold stratified CV on the {record.features.n_train:,} train images (seed {record.seed}), "
@@ -398,11 +529,84 @@ def _run_view(record: RunRecord, label: str, selection: Selection, *, contrast: 
         anchor=anchor("run", record.run_key),
         title=f"{label} × {column}",
         random=weights_kind(record.features.attrs) == "random",
-        grid_curve=Figure(figures.data_uri(curve), f"CV accuracy over the grid of {column} on {label}"),
+        grid_curve=curve,
         confusion=Figure(figures.data_uri(confusion), f"confusion matrix of {column} on {label}"),
         per_class=per_class,
         facts=tuple(facts),
         notes=tuple(notes),
         command=fit_command(record),
         contrast=contrast,
+        confused=confused_frame(record),
+        strips=error_strips(record, thumbnails) if thumbnails is not None else (),
+        curve_note="" if curve else f"one grid point ({format_point(record.best_params, short=True) or 'the defaults'}): no curve to draw",
+    )
+
+
+def sampled_grid(record: RunRecord) -> dict[str, list[object]]:
+    """The values the plot spans: the grid, or for a random search the values drawn (one line through them)."""
+    if record.search != "random":
+        return {name: list(values) for name, values in record.grid.items()}
+    drawn: dict[str, list[object]] = {}
+    for point in record.cv_results:
+        for name, value in point.params.items():
+            drawn.setdefault(name, [])
+            if value not in drawn[name]:
+                drawn[name].append(value)
+    numeric = [n for n, v in drawn.items() if all(isinstance(x, (int, float)) for x in v) and len(v) > 1]
+    axis = max(numeric, key=lambda n: len(drawn[n]), default=None)
+    return {name: sorted(values) if name == axis else values[:1] for name, values in drawn.items()}  # type: ignore[type-var]
+
+
+def error_strips(record: RunRecord, thumbnails: ThumbnailSource) -> tuple[ErrorStrip, ...]:
+    """Misclassified test images of the run's most confused pairs, with true and predicted labels.
+
+    The images come from ``thumbnails`` by cache row (the record lists each wrong row);
+    a run whose images cannot be found gets no strips.
+    """
+    if not record.misclassified or not record.confused_pairs:
+        return ()
+    index = {name: i for i, name in enumerate(record.class_names)}
+    chosen = []
+    for pair in record.confused_pairs[:STRIP_PAIRS]:
+        t, p = index.get(pair.true), index.get(pair.predicted)
+        rows = [row for row, true, predicted in record.misclassified if true == t and predicted == p][:STRIP_IMAGES]
+        chosen.append((pair, rows))
+    try:
+        images = thumbnails(record.features.attrs, [row for _, rows in chosen for row in rows])
+    except (FeatxError, OSError) as error:
+        log.info("no error strips for %s: %s", record.record_file, error)
+        return ()
+    strips = []
+    for pair, rows in chosen:
+        shown = tuple(
+            (Figure(figures.data_uri(images[row]), f"test image {row}: true {pair.true}, predicted {pair.predicted}"), f"#{row}")
+            for row in rows
+            if row in images
+        )
+        if shown:
+            strips.append(
+                ErrorStrip(f"true {pair.true}, predicted {pair.predicted} ({pair.count:,} images, {pair.share:.1%} of {pair.true})", shown)
+            )
+    return tuple(strips)
+
+
+def search_text(record: RunRecord) -> str:
+    """How the points were chosen: every grid point, or random draws (seeded)."""
+    if record.search != "random":
+        return f"grid: all {len(record.cv_results)} point(s)"
+    info = record.search_info
+    return f"random: {info.get('n_iter', len(record.cv_results))} points drawn with seed {info.get('seed', record.seed)}, {info.get('draws', '')}"
+
+
+def confused_frame(record: RunRecord) -> pd.DataFrame | None:
+    """The most confused class pairs of a run (count and share of the true class), or None when there are none."""
+    if not record.confused_pairs:
+        return None
+    return pd.DataFrame(
+        {
+            "true class": [p.true for p in record.confused_pairs],
+            "predicted as": [p.predicted for p in record.confused_pairs],
+            "count": [f"{p.count:,}" for p in record.confused_pairs],
+            "share of the true class": [f"{p.share:.1%}" for p in record.confused_pairs],
+        }
     )

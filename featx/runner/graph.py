@@ -23,7 +23,7 @@ from featx.core.errors import ConfigError, FeatxError
 
 log = logging.getLogger(__name__)
 
-TaskKind = Literal["extract", "fit", "pca"]
+TaskKind = Literal["extract", "fit", "pca", "curve"]
 Status = Literal["done", "cached", "failed", "skipped"]
 
 
@@ -36,7 +36,7 @@ class Task:
 
     Attributes:
         key: unique name in the graph (``extract:resnet50``, ``fit:resnet50:logreg``).
-        kind: ``extract``, ``fit`` or ``pca``.
+        kind: ``extract``, ``fit``, ``pca`` or ``curve``.
         func: a module-level function (picklable), returning a :class:`TaskValue`.
         args: its leading arguments (frozen configs and plain values, picklable).
         deps: keys of the tasks whose values are passed after ``args``, in this order.

@@ -42,6 +42,7 @@ from featx.core.paths import safe_name
 from featx.extraction.config import ExtractRequest
 from featx.fitting.classifiers import classifier_label
 from featx.fitting.config import FitConfig
+from featx.fitting.curves import CurveConfig
 from featx.fitting.projection import PcaConfig
 from featx.fitting.records import RunRecord
 from featx.runner.graph import Executor, Outcome, Task, TaskGraph, TaskValue, execute_serial
@@ -97,6 +98,14 @@ def pca_task(config: PcaConfig, force: bool, cache_dir: str, reports_dir: str, f
 
     result = pca(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, skip_existing=not force)
     return TaskValue(result, result.reused)
+
+
+def curve_task(config: CurveConfig, n_jobs: int, cache_dir: str, reports_dir: str, features: Path) -> TaskValue:
+    """Draw the data-efficiency curve of one feature file; the value is the CurveRecord."""
+    from featx.fitting.curves import curve
+
+    record = curve(features, config, dataset=None, cache_dir=cache_dir, reports_dir=reports_dir, n_jobs=n_jobs)
+    return TaskValue(record, False)
 
 
 # --------------------------------------------------------------------------- planning
@@ -156,6 +165,17 @@ def plan_pipeline(
                         label=f"PCA of {name} (scale {scale.value})",
                     )
                 )
+        for number, curve_config in enumerate(spec.curves):
+            tasks.append(
+                Task(
+                    f"curve:{name}:{number}",
+                    "curve",
+                    curve_task,
+                    (curve_config, spec.n_jobs, cache, reports),
+                    (extract_key,),
+                    label=f"data-efficiency curve of {curve_config.fit.clf} on {name}",
+                )
+            )
     return TaskGraph(tuple(tasks))
 
 
@@ -237,7 +257,7 @@ class PipelineResult:
                 cells.append(f"{accuracy * 100:.2f}%{' *' if accuracy == best else ''}")
             rows.append([name + (" [RANDOM WEIGHTS]" if random else ""), *cells])
         lines = [f"{self.spec.name}: test accuracy on {self.spec.dataset} (* best)", "", format_table(rows, ["backbone", *columns]), ""]
-        names = {"extract": "extractions", "fit": "fits", "pca": "PCA plots"}
+        names = {"extract": "extractions", "fit": "fits", "pca": "PCA plots", "curve": "curves"}
         counts = self.counts()
         parts = [
             f"{names[kind]}: " + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) for kind, statuses in counts.items()
@@ -296,10 +316,11 @@ def run_pipeline(
     manifest = write_manifest(spec, graph, outcomes, command=command, started=started_at, reports_dir=reports_dir)
     files, report_error = None, ""
     if report:
+        from featx.extraction.thumbnails import row_thumbnails
         from featx.reporting.render import report as write_report
 
         try:
-            files = write_report(reports_dir, command=command)
+            files = write_report(reports_dir, command=command, thumbnails=row_thumbnails)
         except FeatxError as error:
             report_error = str(error)
             log.error("no report: %s", error)

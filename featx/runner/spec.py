@@ -16,6 +16,8 @@ and the PCA plots to draw::
       - {name: linearsvc, grid: {C: "logspace:-6:0:13"}}
       - {name: knn, grid: {n_neighbors: [1, 3, 5], weights: [uniform, distance]}}
     pca: {per_class: 200}                 # or false: no PCA plots
+    curves:                               # data-efficiency curves on every backbone (optional)
+      - {clf: logreg, shots: "1,5,20,full", repeats: 5}
 
 The document is checked by pydantic models whose sections reuse the field declarations
 of the stages' own configs (:class:`~featx.extraction.config.ExtractConfig`,
@@ -45,11 +47,12 @@ from featx.core.schema import Config, describe_value
 from featx.extraction.config import ExtractConfig, ExtractOptions, ExtractRequest
 from featx.fitting.classifiers import Scale
 from featx.fitting.config import FitConfig, check_n_jobs
+from featx.fitting.curves import CurveConfig
 from featx.fitting.projection import PcaConfig
 
 T = TypeVar("T")
 
-TOP_LEVEL_KEYS = ("name", "description", "dataset", "extract", "backbones", "fit", "classifiers", "pca")
+TOP_LEVEL_KEYS = ("name", "description", "dataset", "extract", "backbones", "fit", "classifiers", "pca", "curves")
 #: ExtractConfig fields that describe the data set: set once, under ``dataset:``, so that
 #: every backbone sees the same images and the comparison is fair
 DATASET_CONFIG_KEYS = ("limit", "seed", "test_fraction", "skip_bad")
@@ -156,6 +159,7 @@ class PipelineDocument(Config):
     fit: Annotated[FitSection, BeforeValidator(_empty_if_none)] = Field(default_factory=FitSection)
     classifiers: Annotated[list[Annotated[ClassifierEntry, BeforeValidator(_named)]], Field(min_length=1)]
     pca: Annotated[PcaSection | None, BeforeValidator(_pca_section)] = Field(default_factory=PcaSection)
+    curves: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- the spec
@@ -174,6 +178,8 @@ class PipelineSpec:
         fit_device: where the torch solvers of every fit run.
         pca: PCA plot options (``per_class``, ``seed``; the scalings are the
             classifiers'), or None for no plots.
+        curves: data-efficiency curves drawn on every backbone's features (``curves:``,
+            entries ``{clf, shots, repeats, grid, cv, scale, seed}``).
         description: free text for the report.
         source: the file it was read from, if any.
     """
@@ -185,6 +191,7 @@ class PipelineSpec:
     n_jobs: int = -1
     fit_device: str = "auto"
     pca: PcaConfig | None = field(default_factory=PcaConfig)
+    curves: tuple[CurveConfig, ...] = ()
     description: str = ""
     source: Path | None = field(default=None, compare=False)
 
@@ -277,6 +284,18 @@ class PipelineSpec:
                 "n_jobs": self.n_jobs,
                 "fit_device": self.fit_device,
                 "pca": {"per_class": self.pca.per_class, "seed": self.pca.seed} if self.pca else None,
+                "curves": [
+                    {
+                        "clf": c.fit.clf,
+                        "grid": c.fit.grid,
+                        "cv": c.fit.cv,
+                        "scale": Scale(c.fit.scale).value,
+                        "seed": c.fit.seed,
+                        "shots": c.shots,
+                        "repeats": c.repeats,
+                    }
+                    for c in self.curves
+                ],
             }
         )
 
@@ -355,6 +374,7 @@ def parse_pipeline(data: Any, *, name: str = "pipeline", source: Path | None = N
     _check_unique_backbones(backbones)
     _check_unique_classifiers(classifiers)
     pca = None if document.pca is None else PcaConfig(**document.pca.given())
+    curves = tuple(_curve(entry, f"curves[{i}]") for i, entry in enumerate(document.curves))
     return PipelineSpec(
         name=(document.name or name).strip(),
         description=(document.description or "").strip(),
@@ -364,8 +384,29 @@ def parse_pipeline(data: Any, *, name: str = "pipeline", source: Path | None = N
         n_jobs=document.fit.fields()["n_jobs"],
         fit_device=document.fit.fields()["device"],
         pca=pca,
+        curves=curves,
         source=source,
     )
+
+
+def _curve(entry: Mapping[str, Any], path: str) -> CurveConfig:
+    """One ``curves:`` entry: ``clf`` and the fit's keys (``grid``, ``cv``, ``scale``, ``seed``), ``shots``, ``repeats``.
+
+    Raises:
+        ConfigError: located at ``curves[i]``.
+    """
+    known = {"clf", "grid", "cv", "scale", "seed", "shots", "repeats"}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)}; a curve takes {', '.join(sorted(known))}", path=path)
+    if "clf" not in entry:
+        raise ConfigError("missing; a curve names its classifier", field="clf", path=path)
+    fit = {key: entry[key] for key in ("clf", "grid", "cv", "scale", "seed") if key in entry}
+    rest = {key: entry[key] for key in ("shots", "repeats") if key in entry}
+    try:
+        return CurveConfig(fit=FitConfig(**fit, solver="sklearn"), **rest)
+    except ConfigError as error:
+        raise error.located(path) from None
 
 
 def _check_dataset_spec(spec: str, path: str) -> None:
