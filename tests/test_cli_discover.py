@@ -1,0 +1,50 @@
+"""Issue 16 on the command line: which features a name selects, the k-NN ``--vote``, trimmed
+default grids, ``backbones``, ``runs``, ``cache ls/prune`` and ``run --dry-run``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from featx.cli import main
+
+
+def _run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+# --------------------------------------------------------------------- which features
+
+
+def test_full_data_set_is_preferred_over_a_newer_limited_entry(feature_file: Callable[..., Path]) -> None:
+    full = feature_file(name="resnet18", dataset="cifar10", key="aaaaaaaaaaaaaaaa", n_train=90, n_test=30)
+    limited = feature_file(name="resnet18", dataset="cifar10", key="bbbbbbbbbbbbbbbb", n_train=30, n_test=15, attrs={"limit": 30})
+    os.utime(full, (1, 1))  # the limited entry is the newest
+    assert limited.stat().st_mtime > full.stat().st_mtime
+    result = _run("fit", "--features", "resnet18", "--clf", "logreg", "--C-grid", "1", "--cv", "2", "--n-jobs", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert f"using {full.name} for resnet18: the full data set; also cached: {limited.name}" in result.stderr
+    assert '"n_train": 90' in result.stdout
+
+
+def test_ambiguous_entries_are_listed_with_the_flag_that_selects_each(feature_file: Callable[..., Path]) -> None:
+    one = feature_file(name="resnet18", dataset="cifar10", key="aaaaaaaaaaaaaaaa", attrs={"weights": "random"})
+    two = feature_file(name="resnet18", dataset="cifar10", key="bbbbbbbbbbbbbbbb", attrs={"weights": "hf-hub:timm/resnet18.a1_in1k"})
+    result = _run("fit", "--features", "resnet18", "--clf", "logreg")
+    assert result.exit_code == 2
+    assert "2 cached entries for 'resnet18' are equally complete" in result.stderr
+    assert (
+        f"--features {one} (weights random" in result.stderr and f"--features {two} (weights hf-hub:timm/resnet18.a1_in1k" in result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_features_under_another_data_set_name_the_dataset_flag(feature_file: Callable[..., Path]) -> None:
+    feature_file(name="resnet18", dataset="digits")
+    result = _run("fit", "--features", "resnet18", "--clf", "logreg")
+    assert result.exit_code == 2
+    assert "no cached features for 'resnet18' under data set 'cifar10'" in result.stderr
+    assert "they exist under digits: pass --dataset digits" in result.stderr
