@@ -48,3 +48,22 @@ def test_features_under_another_data_set_name_the_dataset_flag(feature_file: Cal
     assert result.exit_code == 2
     assert "no cached features for 'resnet18' under data set 'cifar10'" in result.stderr
     assert "they exist under digits: pass --dataset digits" in result.stderr
+
+
+# --------------------------------------------------------------------- --vote
+
+
+def test_knn_vote_option_and_its_deprecated_alias(feature_file: Callable[..., Path]) -> None:
+    path = str(feature_file(name="resnet18", dataset="cifar10"))
+    common = ("fit", "--features", path, "--clf", "knn", "--k-grid", "1,3", "--metric", "euclidean", "--cv", "2", "--n-jobs", "1", "--json")
+    new = _run(*common, "--vote", "distance")
+    assert new.exit_code == 0, new.output
+    assert "deprecated" not in new.stderr and '"weights": [\n      "distance"' in new.stdout
+    old = _run(*common, "--weights", "distance")
+    assert old.exit_code == 0, old.output
+    assert "--weights in `featx fit` is deprecated and goes in the next release; use --vote" in old.stderr
+    assert '"weights": [\n      "distance"' in old.stdout  # records keep scikit-learn's parameter name
+    both = _run(*common, "--vote", "distance", "--weights", "uniform")
+    assert both.exit_code == 2 and "--weights is the old spelling of --vote; give only --vote" in both.stderr
+    bad = _run(*common, "--vote", "closest")
+    assert bad.exit_code == 2 and bad.stderr.startswith("featx: error: --vote: bad value 'closest'")

@@ -207,9 +207,7 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
         make_estimator=_knn,
         grid=(
             GridParam("n_neighbors", "--k-grid", ValueRule("int", minimum=1), (1, 3, 5, 7, 11, 15, 21, 31), "number of neighbours k"),
-            GridParam(
-                "weights", "--weights", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"
-            ),
+            GridParam("weights", "--vote", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"),
             GridParam(
                 "metric", "--metric", ValueRule("choice", choices=("euclidean", "cosine", "manhattan")), ("euclidean", "cosine"), "distance"
             ),
