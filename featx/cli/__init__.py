@@ -91,7 +91,7 @@ def flag_for(command: click.Command, field: str) -> str | None:
 
 @click.group(cls=FeatxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="featx")
-@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors, and debug output (as -v).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
 def main(debug: bool, verbose: int, quiet: bool) -> None:
@@ -107,7 +107,7 @@ def main(debug: bool, verbose: int, quiet: bool) -> None:
       featx weights ls                         # which pretrained weights this machine has
       featx predict --model best photos/       # label new images with the best run
     """
-    setup_logging(-1 if quiet else verbose)
+    setup_logging(-1 if quiet else max(verbose, 1) if debug else verbose)
 
 
 def run() -> None:  # pragma: no cover - console-script indirection for python -m

@@ -129,7 +129,7 @@ def load_backbone(backbone: Backbone, weights: Weights, *, image_size: tuple[int
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights.seed)  # random weights are reproducible; loaded ones overwrite them
-            with _checked_loading(read) as load:
+            with _checked_loading(read) as load, quiet_hub():
                 model = _create(backbone, kwargs)
     except Exception as error:  # timm, huggingface_hub, torch.load and safetensors all raise their own types
         raise WeightsError(weights_failure(backbone, weights, error)) from error
@@ -451,6 +451,29 @@ def _takes_cache_dir() -> bool:
     import timm
 
     return "cache_dir" in inspect.signature(timm.create_model).parameters
+
+
+#: the loggers of the download path whose retry lines stay out of the terminal unless featx logs at debug level
+HUB_LOGGERS = ("huggingface_hub", "urllib3")
+
+
+@contextlib.contextmanager
+def quiet_hub() -> Iterator[None]:
+    """Keep huggingface_hub's retry lines (one per attempt, for about a minute without a
+    network) out of the log while weights download; featx's own one-line error says what
+    went wrong. At debug level (``featx -v``, ``--debug``) they pass as they are."""
+    if logging.getLogger("featx").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in HUB_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _create(backbone: Backbone, kwargs: dict[str, Any]) -> torch.nn.Module:
