@@ -307,6 +307,8 @@ def test_hub_retry_lines_stay_out_of_the_terminal_unless_debug(monkeypatch: pyte
 
     monkeypatch.setattr(models, "check_network", lambda backbone: None)
     monkeypatch.setattr(models, "_create", failing_download)
+    import huggingface_hub  # noqa: F401  (sets its logger's level when imported)
+
     before = logging.getLogger("huggingface_hub").level
     setup_logging(1 if debug else 0)
     try:
