@@ -307,14 +307,13 @@ def test_hub_retry_lines_stay_out_of_the_terminal_unless_debug(monkeypatch: pyte
 
     monkeypatch.setattr(models, "check_network", lambda backbone: None)
     monkeypatch.setattr(models, "_create", failing_download)
-    import huggingface_hub  # noqa: F401  (sets its logger's level when imported)
-
+    backbone = resolve_backbone(ARCH)
+    weights = resolve_weights("pretrained", backbone)  # configures huggingface_hub's logger
     before = logging.getLogger("huggingface_hub").level
     setup_logging(1 if debug else 0)
     try:
-        backbone = resolve_backbone(ARCH)
         with pytest.raises(WeightsError, match="OSError: connection reset") as caught:
-            create_backbone(backbone, resolve_weights("pretrained", backbone))
+            create_backbone(backbone, weights)
     finally:
         setup_logging(0)
     assert "\n" not in str(caught.value)
