@@ -67,3 +67,17 @@ def test_knn_vote_option_and_its_deprecated_alias(feature_file: Callable[..., Pa
     assert both.exit_code == 2 and "--weights is the old spelling of --vote; give only --vote" in both.stderr
     bad = _run(*common, "--vote", "closest")
     assert bad.exit_code == 2 and bad.stderr.startswith("featx: error: --vote: bad value 'closest'")
+
+
+# --------------------------------------------------------------------- small data
+
+
+def test_default_knn_grid_is_trimmed_to_the_folds_and_an_explicit_one_is_an_error(feature_file: Callable[..., Path]) -> None:
+    path = str(feature_file(name="resnet18", dataset="cifar10", n_train=30, n_test=15))  # 30 images, 5 folds: 24 rows each
+    trimmed = _run("fit", "--features", path, "--clf", "knn", "--metric", "euclidean", "--n-jobs", "1", "--json")
+    assert trimmed.exit_code == 0, trimmed.output
+    assert "dropped 31 from the default n_neighbors grid of knn: a 5-fold CV trains on 24 rows" in trimmed.stderr
+    assert '"n_neighbors": [\n      1,\n      3,\n      5,\n      7,\n      11,\n      15,\n      21\n    ]' in trimmed.stdout
+    explicit = _run("fit", "--features", path, "--clf", "knn", "--k-grid", "1,31", "--n-jobs", "1")
+    assert explicit.exit_code == 2
+    assert "k=31 neighbours is more than the 24 training rows of a CV fold; lower --k-grid" in explicit.stderr

@@ -52,6 +52,9 @@ class GridParam:
         rule: what its values must be.
         default: the values swept when the user gives none.
         help: one line for ``--help``.
+        at_most_rows: its values count training rows (k of k-NN): none may exceed the
+            rows a CV fold trains on. Default values beyond them are dropped with a
+            warning (:meth:`ClassifierSpec.fit_defaults`); given values are an error.
     """
 
     name: str
@@ -59,6 +62,7 @@ class GridParam:
     rule: ValueRule
     default: tuple[GridValue, ...]
     help: str
+    at_most_rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,28 @@ class ClassifierSpec:
             param = self.param(name)
             grid[name] = normalize_values(values, field=f"grid.{name}", rule=param.rule)
         return grid
+
+    def fit_defaults(
+        self, grid: Mapping[str, tuple[GridValue, ...]], rows: int
+    ) -> tuple[dict[str, tuple[GridValue, ...]], dict[str, tuple[GridValue, ...]]]:
+        """``grid`` with the default values that ``rows`` training rows cannot fit dropped.
+
+        Only a parameter still at its default values is trimmed (an explicit grid that
+        cannot fit stays an error, raised when the folds are made), and never to nothing.
+
+        Returns:
+            ``(grid, dropped)``: the grid to search, and parameter -> the values dropped.
+        """
+        trimmed, dropped = dict(grid), {}
+        for param in self.grid:
+            values = grid.get(param.name, ())
+            if not param.at_most_rows or tuple(values) != param.default:
+                continue
+            kept = tuple(v for v in values if float(v) <= rows)
+            if kept and len(kept) < len(values):
+                trimmed[param.name] = kept
+                dropped[param.name] = tuple(v for v in values if float(v) > rows)
+        return trimmed, dropped
 
     def fixed_params(self, seed: int) -> dict[str, Any]:
         """The estimator's parameters that no grid point changes (JSON-friendly)."""
@@ -206,7 +232,14 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
         summary="k-nearest neighbours (one neighbour search per fold serves every k)",
         make_estimator=_knn,
         grid=(
-            GridParam("n_neighbors", "--k-grid", ValueRule("int", minimum=1), (1, 3, 5, 7, 11, 15, 21, 31), "number of neighbours k"),
+            GridParam(
+                "n_neighbors",
+                "--k-grid",
+                ValueRule("int", minimum=1),
+                (1, 3, 5, 7, 11, 15, 21, 31),
+                "number of neighbours k",
+                at_most_rows=True,
+            ),
             GridParam("weights", "--vote", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"),
             GridParam(
                 "metric", "--metric", ValueRule("choice", choices=("euclidean", "cosine", "manhattan")), ("euclidean", "cosine"), "distance"
