@@ -3,6 +3,7 @@ default grids, ``backbones``, ``runs``, ``cache ls/prune`` and ``run --dry-run``
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -81,3 +82,56 @@ def test_default_knn_grid_is_trimmed_to_the_folds_and_an_explicit_one_is_an_erro
     explicit = _run("fit", "--features", path, "--clf", "knn", "--k-grid", "1,31", "--n-jobs", "1")
     assert explicit.exit_code == 2
     assert "k=31 neighbours is more than the 24 training rows of a CV fold; lower --k-grid" in explicit.stderr
+
+
+# --------------------------------------------------------------------- backbones
+
+
+def test_backbones_lists_dims_input_sizes_and_weights_here(monkeypatch) -> None:
+    listed = _run("backbones", "resnet1*")
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("resnet18 "))
+    assert row.split()[:4] == ["resnet18", "512", "224x224", "network"]
+    assert _run("backbones", "resnet18", "--pretrained-here").stdout.startswith("no backbone matches")
+    from featx.extraction.backbones import resolve_backbone
+    from featx.extraction.models import create_backbone
+    from featx.extraction.weights import resolve_weights
+    from tests.fakes import fake_hub_cache
+
+    backbone = resolve_backbone("test_efficientnet")
+    model = create_backbone(backbone, resolve_weights("random", backbone))
+    fake_hub_cache(
+        Path(os.environ["HF_HOME"]) / "hub", backbone.pretrained_cfg["hf_hub_id"], {k: v.clone() for k, v in model.state_dict().items()}
+    )
+    here = _run("backbones", "test_efficient*", "--pretrained-here", "--json")
+    assert here.exit_code == 0, here.output
+    rows = [json.loads(line) for line in here.stdout.splitlines()]
+    assert [r["backbone"] for r in rows] == ["test_efficientnet"] and rows[0]["weights_here"] == "hub-cache"
+    assert rows[0]["feature_dim"] == model.num_features
+
+
+# --------------------------------------------------------------------- runs
+
+
+def test_runs_ls_show_rm_only_what_featx_wrote(feature_file: Callable[..., Path]) -> None:
+    path = str(feature_file(name="resnet18", dataset="cifar10"))
+    fitted = _run("fit", "--features", path, "--clf", "logreg", "--C-grid", "0.1,1", "--cv", "2", "--n-jobs", "1", "--json")
+    assert fitted.exit_code == 0, fitted.output
+    record = json.loads(fitted.stdout)
+    key = record["run_key"]
+    listed = _run("runs", "ls")
+    assert listed.exit_code == 0 and key in listed.stdout and "logreg" in listed.stdout and "resnet18" in listed.stdout
+    shown = _run("runs", "show", key[:6])
+    assert shown.exit_code == 0 and "test accuracy" in shown.stdout and key in shown.stdout
+    reports = Path(os.environ["FEATX_REPORTS_DIR"])
+    record_file, model_file = reports / record["record_file"], reports / record["model_file"]
+    # a file featx did not write in the model's place: refused, nothing deleted
+    model_bytes = model_file.read_bytes()
+    model_file.write_text("my own notes")
+    refused = _run("runs", "rm", key)
+    assert refused.exit_code == 2 and "refusing to remove" in refused.stderr and record_file.exists()
+    model_file.write_bytes(model_bytes)
+    removed = _run("runs", "rm", key)
+    assert removed.exit_code == 0, removed.output
+    assert not record_file.exists() and not model_file.exists()
+    assert "no run records" in _run("runs", "ls").stdout

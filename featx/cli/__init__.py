@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "predict": "featx.cli.predict:predict",
     "export": "featx.cli.export:export",
     "weights": "featx.cli.weights:weights",
+    "backbones": "featx.cli.backbones:backbones",
+    "runs": "featx.cli.runs:runs",
 }
 
 EXIT_USAGE = 2

@@ -487,3 +487,21 @@ def _create(backbone: Backbone, kwargs: dict[str, Any]) -> torch.nn.Module:
             raise
     # a model that takes any input size (CNNs): build it without img_size
     return timm.create_model(name, **{k: v for k, v in kwargs.items() if k != "img_size"})
+
+
+def feature_dim(backbone: Backbone) -> int | None:
+    """The width of ``backbone``'s pooled pre-logits features, from the model built on
+    PyTorch's ``meta`` device (no memory, no weights); None when timm cannot build it there.
+    The raw-pixels baseline: its 32 px image flattened."""
+    if backbone.is_pixels:
+        size = tuple(backbone.pretrained_cfg["input_size"])
+        return int(size[0] * size[1] * size[2])
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = _create(backbone, {"num_classes": 0})
+    except Exception:
+        log.debug("cannot build %s on the meta device", backbone.name, exc_info=True)
+        return None
+    return int(getattr(model, "num_features", 0)) or None
