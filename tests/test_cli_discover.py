@@ -135,3 +135,37 @@ def test_runs_ls_show_rm_only_what_featx_wrote(feature_file: Callable[..., Path]
     assert removed.exit_code == 0, removed.output
     assert not record_file.exists() and not model_file.exists()
     assert "no run records" in _run("runs", "ls").stdout
+
+
+# --------------------------------------------------------------------- cache ls, prune
+
+
+def test_cache_ls_total_and_prune_keeps_what_is_held_or_not_featx(feature_file: Callable[..., Path]) -> None:
+    import numpy as np
+
+    from featx.cache import CacheWriter, SplitPlan
+    from featx.cache.manage import entry_lock
+
+    entry = feature_file(name="resnet18", dataset="cifar10")
+    listed = _run("cache", "ls")
+    assert listed.exit_code == 0 and listed.stdout.strip().splitlines()[-1].startswith("total: 1 entries, ")
+    root = Path(os.environ["FEATX_CACHE_DIR"]) / "cifar10"
+    abandoned, held = root / "vgg16__1111111111111111.h5", root / "vgg19__2222222222222222.h5"
+    for final, key in ((abandoned, "1111111111111111"), (held, "2222222222222222")):
+        attrs = {"key": key, "dataset": "cifar10", "backbone": final.stem.split("__")[0], "class_names": json.dumps(["a", "b"])}
+        with CacheWriter(final, root_attrs=attrs, splits={"train": SplitPlan(10, 4)}) as writer:
+            writer.write_rows("train", 0, np.zeros((5, 4), np.float32), np.zeros(5, np.int64), seconds=1.0)
+    foreign = root / "notes__3333333333333333.partial.h5"
+    foreign.write_text("mine")
+    stale_lock = root / ".locks" / "gone.h5.lock"
+    stale_lock.parent.mkdir(exist_ok=True)
+    stale_lock.write_text("")
+    with entry_lock(held):  # an extraction is writing it
+        dry = _run("cache", "prune", "--dry-run")
+        assert dry.exit_code == 0 and f"would remove {abandoned.with_name(abandoned.stem + '.partial.h5')}" in dry.stdout
+        assert (root / "vgg16__1111111111111111.partial.h5").exists()
+        pruned = _run("cache", "prune")
+    assert pruned.exit_code == 0, pruned.output
+    assert not (root / "vgg16__1111111111111111.partial.h5").exists() and not stale_lock.exists()
+    assert (root / "vgg19__2222222222222222.partial.h5").exists() and foreign.read_text() == "mine" and entry.exists()
+    assert "left" in pruned.stderr and str(foreign) in pruned.stderr
