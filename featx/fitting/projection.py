@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import numpy as np
 
-from featx.cache.reader import features_content, open_features, read_split, resolve_features
+from featx.cache.reader import CacheInfo, features_content, open_features, read_split, resolve_features
 from featx.core import figures, paths
 from featx.core.atomic import atomic_write_bytes, atomic_write_text
 from featx.core.errors import FitError
@@ -139,17 +139,13 @@ def pca(
     elif config_fields:
         config = config.replace(**config_fields)
     scale, per_class, seed = config.scale, config.per_class, config.seed
-    path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
-    info = open_features(path, splits=("train", "test"))
+    path, info, stem, found = _planned(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir)
     data_set, backbone = source_names(info)
     content = features_content(info, ("train", "test"))
-    stem = pca_stem(backbone, info.key, scale)
     folder = paths.reports_dir(reports_dir) / PCA_DIR
-    if skip_existing:
-        found = existing_pca(folder / f"{stem}.json", key=info.key, content=content, per_class=per_class, seed=seed)
-        if found is not None:
-            log.info("PCA plots of %s are up to date: %s", path.name, found.scatter_png)
-            return found
+    if skip_existing and found is not None:
+        log.info("PCA plots of %s are up to date: %s", path.name, found.scatter_png)
+        return found
     X, _ = read_split(path, "train")
     X_test, y_test = read_split(path, "test")
     if X.shape[0] < 2 or X.shape[1] < 2:
@@ -191,6 +187,40 @@ def pca(
     summary_path = atomic_write_text(folder / f"{stem}.json", json.dumps(jsonable(summary), indent=2) + "\n", kind=SUMMARY_KIND)
     log.info("PCA of %s: %s components hold 90%% of the variance; plots in %s", path.name, components_for["90%"], folder)
     return PcaResult(scatter, variance, summary_path, ratio, components_for, len(sample))
+
+
+def find_existing_pca(
+    features: str | os.PathLike[str],
+    config: PcaConfig,
+    *,
+    dataset: str | None = "cifar10",
+    cache_dir: str | os.PathLike[str] | None = None,
+    reports_dir: str | os.PathLike[str] | None = None,
+) -> PcaResult | None:
+    """The up-to-date PCA plots of these features and this config, if drawn before (draws nothing).
+
+    Raises:
+        CacheError: the features cannot be resolved or trusted.
+    """
+    return _planned(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir)[3]
+
+
+def _planned(
+    features: str | os.PathLike[str],
+    config: PcaConfig,
+    *,
+    dataset: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    reports_dir: str | os.PathLike[str] | None,
+) -> tuple[Path, CacheInfo, str, PcaResult | None]:
+    """The features file, its attributes, the plots' file stem, and the plots drawn earlier that match."""
+    path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
+    info = open_features(path, splits=("train", "test"))
+    _, backbone = source_names(info)
+    stem = pca_stem(backbone, info.key, config.scale)
+    summary = paths.reports_dir(reports_dir) / PCA_DIR / f"{stem}.json"
+    content = features_content(info, ("train", "test"))
+    return path, info, stem, existing_pca(summary, key=info.key, content=content, per_class=config.per_class, seed=config.seed)
 
 
 def pca_stem(backbone: str, key: str, scale: Scale | str) -> str:
