@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +52,8 @@ class PcaResult:
         components_for: smallest number of components reaching 90/95/99% of the variance.
         sample_size: test points drawn in the scatter.
         reused: the files were drawn earlier and found up to date (``skip_existing``).
+        scatter_figure, variance_figure: the matplotlib figures drawn now (None when
+            reused); :attr:`figures` has both either way.
     """
 
     scatter_png: Path
@@ -61,6 +63,23 @@ class PcaResult:
     components_for: dict[str, int]
     sample_size: int
     reused: bool = False
+    scatter_figure: Any = field(default=None, repr=False, compare=False)
+    variance_figure: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def figures(self) -> tuple[Any, Any]:
+        """The scatter and the explained-variance curve as matplotlib figures (a notebook
+        shows them): those drawn now, or figures showing the PNG files when reused."""
+        return (
+            self.scatter_figure if self.scatter_figure is not None else figures.image_figure(self.scatter_png),
+            self.variance_figure if self.variance_figure is not None else figures.image_figure(self.variance_png),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PcaResult({self.scatter_png.name}: {self.components_for.get('90%', '?')} components hold 90% of the variance, "
+            f"{self.sample_size} test points{', reused' if self.reused else ''})"
+        )
 
 
 def balanced_sample(y: np.ndarray, per_class: int, *, seed: int) -> np.ndarray:
@@ -165,12 +184,10 @@ def pca(
     components_for = {f"{round(f * 100)}%": components_needed(ratio, f) for f in VARIANCE_MARKS}
 
     title = f"{backbone} ({data_set}, {X.shape[1]}-d, scale {Scale(scale).value})"
-    scatter = atomic_write_bytes(
-        folder / f"{stem}__scatter.png",
-        _scatter_png(points, y_test[sample], class_names, ratio, f"{title}\ntest split, up to {per_class} points per class"),
-        kind=figures.PNG_KIND,
-    )
-    variance = atomic_write_bytes(folder / f"{stem}__variance.png", _variance_png(ratio, components_for, title), kind=figures.PNG_KIND)
+    scatter_figure = _scatter_figure(points, y_test[sample], class_names, ratio, f"{title}\ntest split, up to {per_class} points per class")
+    variance_figure = _variance_figure(ratio, components_for, title)
+    scatter = atomic_write_bytes(folder / f"{stem}__scatter.png", figures.png_bytes(scatter_figure), kind=figures.PNG_KIND)
+    variance = atomic_write_bytes(folder / f"{stem}__variance.png", figures.png_bytes(variance_figure), kind=figures.PNG_KIND)
     summary = {
         "features": {"path": str(path), "key": info.key, "content": content, "backbone": backbone, "dataset": data_set},
         "scale": Scale(scale).value,
@@ -186,7 +203,7 @@ def pca(
     }
     summary_path = atomic_write_text(folder / f"{stem}.json", json.dumps(jsonable(summary), indent=2) + "\n", kind=SUMMARY_KIND)
     log.info("PCA of %s: %s components hold 90%% of the variance; plots in %s", path.name, components_for["90%"], folder)
-    return PcaResult(scatter, variance, summary_path, ratio, components_for, len(sample))
+    return PcaResult(scatter, variance, summary_path, ratio, components_for, len(sample), False, scatter_figure, variance_figure)
 
 
 def find_existing_pca(
@@ -266,7 +283,7 @@ def existing_pca(
         return None
 
 
-def _scatter_png(points: np.ndarray, labels: np.ndarray, class_names: list[str], ratio: np.ndarray, title: str) -> bytes:
+def _scatter_figure(points: np.ndarray, labels: np.ndarray, class_names: list[str], ratio: np.ndarray, title: str) -> Any:
     import matplotlib
 
     present = np.unique(labels)
@@ -290,10 +307,10 @@ def _scatter_png(points: np.ndarray, labels: np.ndarray, class_names: list[str],
             frameon=False,
             ncols=1 if len(present) <= 15 else 2,
         )
-    return figures.png_bytes(figure)
+    return figure
 
 
-def _variance_png(ratio: np.ndarray, components_for: dict[str, int], title: str) -> bytes:
+def _variance_figure(ratio: np.ndarray, components_for: dict[str, int], title: str) -> Any:
     from matplotlib.ticker import FuncFormatter
 
     figure = figures.figure(7.0, 4.5)
@@ -311,4 +328,4 @@ def _variance_png(ratio: np.ndarray, components_for: dict[str, int], title: str)
     axes.set_ylabel("cumulative explained variance")
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
-    return figures.png_bytes(figure)
+    return figure

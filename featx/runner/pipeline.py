@@ -257,6 +257,16 @@ class PipelineResult:
         """The run record of every fit that succeeded, in graph order."""
         return [self.outcomes[t.key].value for t in self.graph.of_kind("fit") if self.outcomes[t.key].ok]
 
+    def __repr__(self) -> str:
+        done = ", ".join(f"{kind}: " + "/".join(f"{n} {status}" for status, n in by.items()) for kind, by in self.counts().items())
+        return f"PipelineResult({self.spec.name}: {done}; {len(self.failures)} failed, {self.seconds:.0f} s)"
+
+    def _repr_html_(self) -> str:
+        from featx.core.display import html_table
+
+        rows = [[t.key, self.outcomes[t.key].status, f"{self.outcomes[t.key].seconds:.1f} s"] for t in self.graph.tasks]
+        return html_table(rows, ["task", "status", "time"], caption=repr(self))
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Task kind -> status -> number of tasks."""
         table: dict[str, dict[str, int]] = {}
