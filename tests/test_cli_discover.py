@@ -169,3 +169,25 @@ def test_cache_ls_total_and_prune_keeps_what_is_held_or_not_featx(feature_file: 
     assert not (root / "vgg16__1111111111111111.partial.h5").exists() and not stale_lock.exists()
     assert (root / "vgg19__2222222222222222.partial.h5").exists() and foreign.read_text() == "mine" and entry.exists()
     assert "left" in pruned.stderr and str(foreign) in pruned.stderr
+
+
+# --------------------------------------------------------------------- --grid NAME=SPEC
+
+
+def test_grid_sweeps_any_estimator_parameter_checked_by_scikit_learn(feature_file: Callable[..., Path]) -> None:
+    path = str(feature_file(name="resnet18", dataset="cifar10"))
+    common = ("fit", "--features", path, "--cv", "2", "--n-jobs", "1")
+    swept = _run(
+        *common, "--clf", "linearsvc", "--C-grid", "1", "--grid", "penalty=l1,l2", "--grid", "class_weight=balanced,None", "--json"
+    )
+    assert swept.exit_code == 0, swept.output
+    record = json.loads(swept.stdout)
+    assert record["grid"]["penalty"] == ["l1", "l2"] and record["grid"]["class_weight"] == ["balanced", None]
+    assert len(record["cv_results"]) == 4 and "penalty" not in record["estimator_params"]
+    tuned = _run(*common, "--clf", "logreg", "--C-grid", "1", "--grid", "max_iter=50,200", "--grid", "tol=1e-3", "--json")
+    assert tuned.exit_code == 0, tuned.output
+    assert json.loads(tuned.stdout)["grid"]["max_iter"] == [50, 200]
+    bad = _run(*common, "--clf", "logreg", "--grid", "max_iter=-3")
+    assert bad.exit_code == 2 and "--grid max_iter=: bad value -3: The 'max_iter' parameter of LogisticRegression must be" in bad.stderr
+    unknown = _run(*common, "--clf", "logreg", "--grid", "max_itr=3")
+    assert unknown.exit_code == 2 and "did you mean max_iter?" in unknown.stderr

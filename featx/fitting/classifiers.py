@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from featx.core import registry
 from featx.core.errors import ConfigError
-from featx.fitting.grids import GridValue, ValueRule, format_values, normalize_values
+from featx.fitting.grids import GridValue, ValueRule, as_number, format_values, normalize_values
 from featx.fitting.search import Searcher, search_each, search_knn, search_linearsvc_path
 
 if TYPE_CHECKING:  # scikit-learn is imported when an estimator is made, not to list the registry
@@ -106,9 +106,43 @@ class ClassifierSpec:
         """
         grid = self.default_grid()
         for name, values in (given or {}).items():
-            param = self.param(name)
-            grid[name] = normalize_values(values, field=f"grid.{name}", rule=param.rule)
+            if name in {p.name for p in self.grid}:
+                grid[name] = normalize_values(values, field=f"grid.{name}", rule=self.param(name).rule)
+            else:
+                grid[name] = self.estimator_values(name, values)
         return grid
+
+    def estimator_values(self, name: str, values: str | Sequence[Any]) -> tuple[GridValue, ...]:
+        """Values of an estimator parameter without a grid rule of its own (``max_iter``,
+        ``tol``, ``penalty``, ``class_weight``, ...), checked by scikit-learn's own
+        parameter constraints (``_parameter_constraints``), one value at a time.
+
+        Combinations scikit-learn refuses only together (``penalty=l1`` with the lbfgs
+        solver) are not known here: they fail when fitted.
+
+        Raises:
+            UnknownNameError: the estimator has no such parameter (the message names the close ones).
+            ConfigError: a value the parameter's constraints refuse, naming ``grid.<name>``.
+        """
+        estimator = self.make_estimator(0)
+        params = estimator.get_params()
+        if name not in params:
+            known = sorted({*params, *(p.name for p in self.grid)})
+            try:
+                registry.lookup(dict.fromkeys(known), name, kind=f"parameter of {type(estimator).__name__}")
+            except ConfigError as error:
+                raise type(error)(error.problem, field=f"grid.{name}") from None
+        parsed = normalize_values(values, field=f"grid.{name}", rule=ValueRule("any"))
+        constraints = getattr(type(estimator), "_parameter_constraints", {}).get(name)
+        if constraints is not None:
+            from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
+
+            for value in parsed:
+                try:
+                    validate_parameter_constraints({name: constraints}, {name: value}, caller_name=type(estimator).__name__)
+                except InvalidParameterError as error:
+                    raise ConfigError(f"bad value {value!r}: {error}", field=f"grid.{name}") from None
+        return parsed
 
     def fit_defaults(
         self, grid: Mapping[str, tuple[GridValue, ...]], rows: int
@@ -126,16 +160,17 @@ class ClassifierSpec:
             values = grid.get(param.name, ())
             if not param.at_most_rows or tuple(values) != param.default:
                 continue
-            kept = tuple(v for v in values if float(v) <= rows)
+            kept = tuple(v for v in values if as_number(v) <= rows)
             if kept and len(kept) < len(values):
                 trimmed[param.name] = kept
-                dropped[param.name] = tuple(v for v in values if float(v) > rows)
+                dropped[param.name] = tuple(v for v in values if as_number(v) > rows)
         return trimmed, dropped
 
-    def fixed_params(self, seed: int) -> dict[str, Any]:
-        """The estimator's parameters that no grid point changes (JSON-friendly)."""
-        swept = {p.name for p in self.grid}
-        return {k: v for k, v in sorted(self.make_estimator(seed).get_params().items()) if k not in swept}
+    def fixed_params(self, seed: int, swept: Sequence[str] = ()) -> dict[str, Any]:
+        """The estimator's parameters that no grid point changes (JSON-friendly): all but
+        the grid parameters and the others ``swept``."""
+        excluded = {*(p.name for p in self.grid), *swept}
+        return {k: v for k, v in sorted(self.make_estimator(seed).get_params().items()) if k not in excluded}
 
     def describe(self) -> str:
         """``name: summary`` and the default grid, as ``--help`` lists it."""

@@ -33,7 +33,7 @@ from featx.core.errors import ConfigError, FitError
 from featx.core.hashing import jsonable
 from featx.fitting.classifiers import Scale, build_pipeline
 from featx.fitting.config import FitConfig, check_n_jobs
-from featx.fitting.grids import format_point, format_values
+from featx.fitting.grids import as_number, format_point, format_values
 from featx.fitting.metrics import ClassificationScores, classification_scores, top_k_accuracy
 from featx.fitting.records import (
     ClassScore,
@@ -373,7 +373,7 @@ def _check_fold_sizes(config: FitConfig, folds: Sequence[tuple[np.ndarray, np.nd
     smallest = min(len(train) for train, _ in folds)
     if config.pca is not None and config.pca > smallest:
         raise FitError(f"--pca {config.pca} asks for more components than the {smallest} training rows of a CV fold")
-    k_max = max((int(k) for k in config.grid.get("n_neighbors", ())), default=0)
+    k_max = max((int(as_number(k)) for k in config.grid.get("n_neighbors", ())), default=0)
     if k_max > smallest:
         raise FitError(f"k={k_max} neighbours is more than the {smallest} training rows of a CV fold; lower --k-grid")
 
@@ -485,7 +485,7 @@ def _record(
         featx_version=__version__,
         clf=config.clf,
         estimator=type(model.steps[-1][1]).__name__,
-        estimator_params=jsonable(config.spec.fixed_params(config.seed)),
+        estimator_params=jsonable(config.spec.fixed_params(config.seed, swept=list(config.grid))),
         pipeline=[f"{name}: {step!r}" for name, step in model.steps],
         features=_feature_source(plan, data),
         class_names=list(data.class_names),
