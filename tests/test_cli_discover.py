@@ -184,6 +184,8 @@ def test_grid_sweeps_any_estimator_parameter_checked_by_scikit_learn(feature_fil
     record = json.loads(swept.stdout)
     assert record["grid"]["penalty"] == ["l1", "l2"] and record["grid"]["class_weight"] == ["balanced", None]
     assert len(record["cv_results"]) == 4 and "penalty" not in record["estimator_params"]
+    report = _run("report")
+    assert report.exit_code == 0, report.output  # the report draws a grid of names and None
     tuned = _run(*common, "--clf", "logreg", "--C-grid", "1", "--grid", "max_iter=50,200", "--grid", "tol=1e-3", "--json")
     assert tuned.exit_code == 0, tuned.output
     assert json.loads(tuned.stdout)["grid"]["max_iter"] == [50, 200]
