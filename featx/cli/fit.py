@@ -39,7 +39,13 @@ class FitCommand(click.Command):
 @click.option("--vote", metavar="SPEC", help="k-NN vote weighting: uniform,distance (the estimator's `weights`).")
 @click.option("--weights", "old_weights", metavar="SPEC", hidden=True, help="Deprecated spelling of --vote (removed in the next release).")
 @click.option("--metric", metavar="SPEC", help="k-NN distance: euclidean,cosine,manhattan.")
-@click.option("--grid", "extra_grid", multiple=True, metavar="NAME=SPEC", help="Any other grid parameter of the classifier (repeatable).")
+@click.option(
+    "--grid",
+    "extra_grid",
+    multiple=True,
+    metavar="NAME=SPEC",
+    help="Sweep any other parameter of the estimator by its scikit-learn name, e.g. max_iter=1000,5000 (repeatable; values checked by scikit-learn).",
+)
 @click.option("--cv", type=int, default=5, show_default=True, help="Stratified folds on the train split.")
 @scale_option
 @click.option("--pca", type=int, default=None, help="Keep N principal components before the classifier.")
