@@ -107,6 +107,8 @@ def main(debug: bool, verbose: int, quiet: bool) -> None:
       featx run pipelines/cifar10-classic.yaml # the whole comparison, then the report
       featx demo                               # offline: pretrained vs random vs pixels
       featx weights ls                         # which pretrained weights this machine has
+      featx backbones resnet --pretrained-here # timm backbones usable offline, with their feature size
+      featx runs ls                            # the fitted runs
       featx predict --model best photos/       # label new images with the best run
     """
     setup_logging(-1 if quiet else max(verbose, 1) if debug else verbose)
