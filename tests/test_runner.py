@@ -109,7 +109,7 @@ def test_a_rerun_builds_no_model_and_fits_nothing(spec: PipelineSpec, monkeypatc
 
     monkeypatch.setattr(featx.extraction.models, "create_backbone", forbidden)
     monkeypatch.setattr(featx.fitting.protocol, "_cross_validate", forbidden)
-    monkeypatch.setattr(featx.fitting.projection, "_scatter_png", forbidden)
+    monkeypatch.setattr(featx.fitting.projection, "_scatter_figure", forbidden)
     again = run_pipeline(spec)
     assert again.ok and again.counts() == {"extract": {"cached": 2}, "fit": {"cached": 4}, "pca": {"cached": 2}}
     assert [r.run_key for r in again.records] == [r.run_key for r in first.records]
