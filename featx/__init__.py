@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "load_model": "featx.fitting.records",
     "iter_records": "featx.fitting.records",
     "report": "featx.reporting.render",
+    "compare": "featx.reporting.frames",
+    "list_backbones": "featx.extraction.catalog",
     "load_pipeline": "featx.runner.spec",
     "PipelineSpec": "featx.runner.spec",
     "run_pipeline": "featx.runner.pipeline",
@@ -58,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from featx.core.errors import ConfigError, FeatxError
     from featx.deploy.export import export_model
     from featx.deploy.predictor import load_predictor
+    from featx.extraction.catalog import list_backbones
     from featx.extraction.config import ExtractConfig
     from featx.extraction.datasets import list_datasets
     from featx.extraction.engine import extract
@@ -67,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from featx.fitting.projection import PcaConfig, pca
     from featx.fitting.protocol import find_existing, fit
     from featx.fitting.records import iter_records, load_model, load_record
+    from featx.reporting.frames import compare
     from featx.reporting.render import report
     from featx.runner.demo_run import demo
     from featx.runner.pipeline import run_pipeline

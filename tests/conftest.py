@@ -69,7 +69,9 @@ def feature_file(tmp_path: Path) -> Callable[..., Path]:
     """Factory: write a synthetic, complete cache file in the real layout and return its path."""
     from featx.cache import write_features
 
-    def factory(name: str = "synthetic", key: str = "0123456789abcdef", dataset: str = "synthetic", **kwargs: object) -> Path:
+    def factory(
+        name: str = "synthetic", key: str = "0123456789abcdef", dataset: str = "synthetic", attrs: dict | None = None, **kwargs: object
+    ) -> Path:
         arrays = make_features(**kwargs)  # type: ignore[arg-type]
         n_classes = int(max(y.max() for _, y in arrays.values())) + 1
         path = Path(os.environ["FEATX_CACHE_DIR"]) / dataset / f"{name}__{key}.h5"
@@ -87,6 +89,7 @@ def feature_file(tmp_path: Path) -> Callable[..., Path]:
                 "mean": [0.5, 0.5, 0.5],
                 "std": [0.5, 0.5, 0.5],
                 "interpolation": "bilinear",
+                **(attrs or {}),
             },
         )
 

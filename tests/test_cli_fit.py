@@ -61,7 +61,7 @@ def test_fit_human_summary_for_knn_grid_options(cached: Path) -> None:
         "knn",
         "--k-grid",
         "1,3,5",
-        "--weights",
+        "--vote",
         "uniform,distance",
         "--metric",
         "euclidean,cosine",

@@ -287,6 +287,18 @@ def test_imagefolder_with_train_and_test(tmp_path: Path) -> None:
     assert Path(data.splits["train"].files[0]).name == "train_000.png"
 
 
+def test_images_in_nested_subfolders_count_for_their_class(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "pets", classes=("cat", "dog"), per_class={"train": 4, "test": 2})
+    nested = root / "train" / "cat" / "2024" / "indoor"
+    nested.mkdir(parents=True)
+    for image in sorted((root / "train" / "cat").glob("*.png"))[:2]:
+        image.rename(nested / image.name)
+    data = load_dataset(f"imagefolder:{root}")
+    assert data.class_names == ("cat", "dog") and len(data.splits["train"]) == 8
+    assert sum("2024/indoor" in f for f in data.splits["train"].files) == 2
+    assert list(data.splits["train"].labels) == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
 def test_imagefolder_of_class_folders_gets_a_seeded_stratified_split(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "flowers", classes=("a", "b", "c"), per_class={"all": 10}, split=False)
     (root / "a" / "notes.txt").write_text("not an image")

@@ -288,7 +288,7 @@ def test_bad_feature_files_write_nothing(overlapping: Path, damage: Callable[[Pa
         ({"clf": "linearsvm"}, UnknownNameError, "did you mean linearsvc"),
         ({"clf": "logreg", "grid": {"C": "0,1"}}, ConfigError, "0 is not > 0"),
         ({"clf": "logreg", "grid": {"C": "0.1;1"}}, ConfigError, "not a number"),
-        ({"clf": "logreg", "grid": {"n_neighbors": [3]}}, UnknownNameError, "grid parameter of logreg"),
+        ({"clf": "logreg", "grid": {"n_neighbors": [3]}}, UnknownNameError, "unknown parameter of LogisticRegression .n_neighbors."),
         ({"clf": "knn", "grid": {"weights": "closest"}}, ConfigError, "not one of uniform, distance"),
         ({"clf": "logreg", "cv": 1}, ConfigError, "cv: must be at least 2"),
         ({"clf": "logreg", "scale": "minmax"}, ConfigError, "scale: unknown scaling 'minmax'"),

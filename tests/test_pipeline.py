@@ -162,7 +162,7 @@ BAD = {
     "grid of nothing": ("{classifiers: [{name: logreg, grid: {C: []}}]}", "classifiers[0].grid.C: expected a non-empty list"),
     "unknown grid parameter": (
         "{classifiers: [{name: logreg, grid: {k: [1]}}]}",
-        "classifiers[0].grid.k: unknown grid parameter of logreg 'k' (valid: C)",
+        "classifiers[0].grid.k: unknown parameter of LogisticRegression 'k' (valid: C, class_weight, dual, fit_intercept, intercept_scaling, l1_ratio, max_iter, n_jobs, penalty, random_state, solver, tol, verbose, warm_start)",
     ),
     "bad choice": (
         "{classifiers: [{name: knn, grid: {metric: [cosine, hamming]}}]}",

@@ -251,7 +251,7 @@ def test_reproducing_commands() -> None:
         "featx extract --backbone resnet50 --dataset cifar10 --weights random --image-size 64 --crop-pct 1 --crop-mode center"
     )
     assert fit_command(record) == (
-        f"featx fit --features {path} --clf knn --k-grid 1,3,5 --weights uniform,distance --metric euclidean "
+        f"featx fit --features {path} --clf knn --k-grid 1,3,5 --vote uniform,distance --metric euclidean "
         "--cv 3 --scale standard --seed 0 --solver sklearn"  # the solver as resolved: auto may choose otherwise elsewhere
     )
     page = featx.report().html.read_text()

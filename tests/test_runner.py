@@ -109,7 +109,7 @@ def test_a_rerun_builds_no_model_and_fits_nothing(spec: PipelineSpec, monkeypatc
 
     monkeypatch.setattr(featx.extraction.models, "create_backbone", forbidden)
     monkeypatch.setattr(featx.fitting.protocol, "_cross_validate", forbidden)
-    monkeypatch.setattr(featx.fitting.projection, "_scatter_png", forbidden)
+    monkeypatch.setattr(featx.fitting.projection, "_scatter_figure", forbidden)
     again = run_pipeline(spec)
     assert again.ok and again.counts() == {"extract": {"cached": 2}, "fit": {"cached": 4}, "pca": {"cached": 2}}
     assert [r.run_key for r in again.records] == [r.run_key for r in first.records]
@@ -190,11 +190,34 @@ def test_cli_run_prints_the_summary_then_the_report_path(tiny: Path) -> None:
     assert manifest["spec"]["backbones"][0]["limit"] == 40
 
 
-def test_cli_dry_run_lists_the_tasks_and_does_nothing(tiny: Path) -> None:
-    result = CliRunner().invoke(main, ["run", str(tiny), "--dry-run"])
-    assert result.exit_code == 0, result.output
-    assert "tiny: 8 tasks on digits" in result.stdout and "fit:test_efficientnet:knn  <- extract:test_efficientnet" in result.stdout
+def test_cli_dry_run_says_what_is_cached_up_to_date_or_to_do(tiny: Path) -> None:
+    def states() -> dict[str, str]:
+        result = CliRunner().invoke(main, ["-q", "run", str(tiny), "--dry-run"])
+        assert result.exit_code == 0, result.output
+        assert "tiny: 8 tasks on digits" in result.stdout
+        rows = [line.split("  ", 1) for line in result.stdout.splitlines() if line.startswith(("extract:", "fit:", "pca:"))]
+        return {key.strip(): state.strip() for key, state in rows}
+
+    before = states()
+    assert before["extract:test_efficientnet"] == "to do" and before["fit:test_efficientnet:knn"] == "to do (after its extraction)"
     assert not reports().exists()
+    done = CliRunner().invoke(main, ["-q", "run", str(tiny), "--backbone", "test_resnet", "--clf", "logreg", "--no-report"])
+    assert done.exit_code == 0, done.output
+    after = states()
+    assert after["extract:test_resnet"] == "cached" and after["fit:test_resnet:logreg"] == "up to date"
+    assert after["fit:test_resnet:knn"] == "to do" and after["pca:test_resnet:standard"] == "up to date"
+    assert after["extract:test_efficientnet"] == "to do"
+
+
+def test_dry_run_counts_curves_as_to_do_after_their_extraction(tmp_path: Path) -> None:
+    from featx.runner.pipeline import plan_pipeline, task_states
+    from featx.runner.spec import load_pipeline
+
+    path = tmp_path / "curves.yaml"
+    path.write_text(textwrap.dedent(TINY) + "curves: [{clf: logreg, shots: '1,5', repeats: 2}]\n")
+    states = task_states(plan_pipeline(load_pipeline(path)))
+    curves = {key: state for key, state in states.items() if key.startswith("curve:")}
+    assert curves == {"curve:test_resnet:0": "to do (after its extraction)", "curve:test_efficientnet:0": "to do (after its extraction)"}
 
 
 def test_cli_run_retargets_the_data_set(tiny: Path, tmp_path: Path) -> None:

@@ -291,6 +291,36 @@ def test_offline_without_local_weights_fails_at_once_in_one_line(monkeypatch: py
         create_backbone(backbone, resolve_weights("pretrained", backbone))
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_hub_retry_lines_stay_out_of_the_terminal_unless_debug(monkeypatch: pytest.MonkeyPatch, capsys, debug: bool) -> None:
+    """The host answers but the download fails: huggingface_hub's retry lines are hidden,
+    featx's one line says why; ``--debug`` (debug logging) shows them."""
+    import logging
+
+    from featx.core.console import setup_logging
+    from featx.extraction import models
+
+    def failing_download(backbone: Backbone, kwargs: dict) -> torch.nn.Module:
+        for attempt in range(1, 4):
+            logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry %d/5].", attempt)
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(models, "check_network", lambda backbone: None)
+    monkeypatch.setattr(models, "_create", failing_download)
+    backbone = resolve_backbone(ARCH)
+    weights = resolve_weights("pretrained", backbone)  # configures huggingface_hub's logger
+    before = logging.getLogger("huggingface_hub").level
+    setup_logging(1 if debug else 0)
+    try:
+        with pytest.raises(WeightsError, match="OSError: connection reset") as caught:
+            create_backbone(backbone, weights)
+    finally:
+        setup_logging(0)
+    assert "\n" not in str(caught.value)
+    assert ("Retry 1/5" in capsys.readouterr().err) is debug
+    assert logging.getLogger("huggingface_hub").level == before  # restored
+
+
 def test_a_model_without_any_source_is_refused_before_building() -> None:
     with pytest.raises(WeightsError, match="no pretrained weights for test_maxvit, and no known weights package serves it"):
         resolve_weights("pretrained", resolve_backbone("test_maxvit"))

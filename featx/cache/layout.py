@@ -68,6 +68,8 @@ MEAN = "mean"
 STD = "std"
 CROP_PCT = "crop_pct"
 PRECISION = "precision"
+#: a class-balanced subset of this many images per split (``--limit``); absent or "" for the full data set
+LIMIT = "limit"
 #: a stitched entry: the shard files it reads (JSON list, relative to the entry) and their count
 SHARDS = "shards"
 SHARD_COUNT = "shard_count"

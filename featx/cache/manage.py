@@ -22,10 +22,21 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from featx.cache.layout import SHARD_FILE, SHARDS_DIR, EntryName, entry_of, final_path_of, is_partial, partial_path, shards_dir
-from featx.cache.reader import CacheInfo, entry_kind, read_info
+from featx.cache.layout import (
+    PARTIAL_SUFFIX,
+    SEPARATOR,
+    SHARD_FILE,
+    SHARDS_DIR,
+    EntryName,
+    entry_of,
+    final_path_of,
+    is_partial,
+    partial_path,
+    shards_dir,
+)
+from featx.cache.reader import CacheInfo, entry_kind, is_trusted, read_info
 from featx.core import paths
-from featx.core.errors import CacheBusyError, CacheError, ForeignFileError
+from featx.core.errors import BusyError, CacheBusyError, CacheError, ForeignFileError
 from featx.core.locks import LOCK_DIR, exclusive, lock_path
 from featx.core.ownership import ensure_removable, foreign_reason
 
@@ -195,3 +206,66 @@ def _remove_lock_file(final: Path) -> None:
     with contextlib.suppress(OSError):
         if stat.S_ISREG(os.lstat(path).st_mode):
             path.unlink()
+
+
+def prune_cache(cache_dir: str | os.PathLike[str] | None = None, *, dry_run: bool = False) -> list[Path]:
+    """Delete what no extraction needs any more, and return it (``dry_run``: only list it).
+
+    * partial entry files (``*.partial.h5``) whose entry lock no process holds: an
+      abandoned extraction (a new ``extract`` would start it over);
+    * the shard files of an entry that is complete without them (extracted again
+      whole, so its file reads none of them); an unfinished sharded extraction's shards
+      are kept (``featx cache stitch`` needs them), as are those a stitched entry reads;
+    * lock files (``.locks/*.lock``) that no process holds.
+
+    Each file is checked as :func:`remove_entry` checks it (featx wrote it, for that
+    entry); anything else is left where it is and named in the log.
+    """
+    root = paths.cache_dir(cache_dir)
+    pruned: list[Path] = []
+    for partial in sorted(root.glob(f"*/*{PARTIAL_SUFFIX}")):
+        final = final_path_of(partial)
+        with contextlib.ExitStack() as stack:
+            if not _locked(stack, final):
+                log.info("kept %s: an extraction is writing it", partial)
+                continue
+            if foreign_reason(partial, entry_kind(EntryName.of(final).key)):
+                log.warning("left %s: featx did not write it for its entry", partial)
+                continue
+            if not dry_run:
+                partial.unlink()
+            pruned.append(partial)
+    for folder in sorted(root.glob(f"*/{SHARDS_DIR}/*{SEPARATOR}*")):
+        final = final_path_of(folder)
+        if not folder.is_dir() or folder.is_symlink() or not final.is_file():
+            continue
+        with contextlib.ExitStack() as stack:
+            if not _locked(stack, final) or not is_trusted(final) or read_info(final).stitched:
+                continue  # being written, damaged, or reading these shards: keep them
+            if dry_run:
+                pruned.extend(p for p in sorted(folder.iterdir()) if p.name != LOCK_DIR)
+            else:
+                pruned.extend(remove_shards(final))
+    for lock in sorted(root.rglob(f"{LOCK_DIR}/*.lock")):
+        if not lock.exists() or not stat.S_ISREG(os.lstat(lock).st_mode):
+            continue
+        with contextlib.ExitStack() as stack:
+            if not _locked(stack, lock.parent.parent / lock.name.removesuffix(".lock")):
+                continue  # a process holds it
+            if not dry_run:
+                lock.unlink()
+            pruned.append(lock)
+    if not dry_run:
+        for folder in sorted(root.rglob(LOCK_DIR), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+    return pruned
+
+
+def _locked(stack: contextlib.ExitStack, target: Path) -> bool:
+    """Take ``target``'s lock for the rest of ``stack`` without waiting; False when another process holds it."""
+    try:
+        stack.enter_context(exclusive(target, wait=False))
+    except BusyError:
+        return False
+    return True

@@ -54,6 +54,7 @@ from featx.cache.layout import (
     KEY,
     LABELS,
     LABELS_SHA256,
+    LIMIT,
     MEAN,
     N_DONE,
     PRECISION,
@@ -577,13 +578,17 @@ def resolve_features(
 ) -> Path:
     """Turn ``--features`` (an .h5 path, or a backbone name in the cache) into a file path.
 
-    A backbone name is looked up under ``<cache_dir>/<dataset>/``; when several complete
-    entries exist for it (different sizes or weights), the newest is used and the others
-    are named in the log. Without ``dataset`` every data set folder is searched and the
-    name must be unambiguous.
+    A backbone name is looked up under ``<cache_dir>/<dataset>/`` among the complete
+    entries for it, by one rule (:func:`choose_entry`): an entry of the full data set (no
+    ``limit``) before a subset, a larger subset before a smaller one. The choice is named
+    in the log with its reason when there was one to make; when the rule leaves more than
+    one entry (other weights, another input size), nothing is guessed. Without ``dataset``
+    every data set folder is searched and the name must be unambiguous.
 
     Raises:
-        CacheError: no such file, or no complete entry for the name.
+        CacheError: no such file; no complete entry for the name under ``dataset`` (naming
+            the data sets that have one); or several entries the rule cannot tell apart
+            (listing each with the ``--features`` path that selects it).
     """
     candidate = Path(path_or_name).expanduser()
     if candidate.suffix == ".h5" or candidate.exists():
@@ -593,30 +598,99 @@ def resolve_features(
     name = safe_name(str(path_or_name))
     root = paths.cache_dir(cache_dir)
     folders = [root / safe_name(dataset)] if dataset else sorted(p for p in root.glob("*") if p.is_dir())
-    found = [
-        p
-        for folder in folders
-        for p in folder.glob(f"{name}{SEPARATOR}*{SUFFIX}")
-        if not is_partial(p) and EntryName.of(p).backbone == name and p.is_file()
-    ]
+    found = _complete_entries(name, folders)
     if not found:
         where = root / safe_name(dataset) if dataset else root
+        elsewhere = sorted({p.parent.name for p in _complete_entries(name, sorted(p for p in root.glob("*") if p.is_dir()))})
+        if dataset and elsewhere:
+            raise CacheError(
+                f"no cached features for {path_or_name!r} under data set {dataset!r} ({where}); they exist under "
+                + ", ".join(elsewhere)
+                + f": pass --dataset {elsewhere[0]}"
+                + (" (or another of those)" if len(elsewhere) > 1 else "")
+            )
         raise CacheError(
             f"no cached features for {path_or_name!r} in {where}; run `featx extract --backbone {path_or_name}` first or pass an .h5 path"
         )
     if not dataset and len({p.parent for p in found}) > 1:
         sets = ", ".join(sorted({p.parent.name for p in found}))
         raise CacheError(f"features for {path_or_name!r} exist for several data sets ({sets}); pass --dataset")
-    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    if len(found) > 1:
-        log.info(
-            "using %s (newest of %d cached entries for %s: %s)",
-            found[0].name,
-            len(found),
-            path_or_name,
-            ", ".join(p.name for p in found[1:]),
-        )
-    return found[0]
+    return choose_entry(str(path_or_name), found)
+
+
+def _complete_entries(name: str, folders: Sequence[Path]) -> list[Path]:
+    return [
+        p
+        for folder in folders
+        for p in sorted(folder.glob(f"{name}{SEPARATOR}*{SUFFIX}"))
+        if not is_partial(p) and EntryName.of(p).backbone == name and p.is_file()
+    ]
+
+
+def entry_limit(info: CacheInfo) -> int | None:
+    """The ``limit`` an entry was extracted with (images per split), or None for the full data set."""
+    value = info.attrs.get(LIMIT)
+    return int(value) if isinstance(value, (int, float, np.integer)) and not isinstance(value, bool) else None
+
+
+def describe_entry(info: CacheInfo) -> str:
+    """One short phrase telling an entry apart from others of its backbone:
+    ``weights pretrained, 224 px, full data set, 50000 train rows``."""
+    size = info.attrs.get(INPUT_SIZE)
+    limit = entry_limit(info)
+    train = info.splits.get("train")
+    parts = [
+        f"weights {shorten(str(info.attrs.get(WEIGHTS, '?')), 40)}",
+        f"{size[-1]} px" if isinstance(size, list) and size else "",
+        "full data set" if limit is None else f"--limit {limit}",
+        f"{train.n_rows} train rows" if train else "",
+    ]
+    return ", ".join(part for part in parts if part)
+
+
+def choose_entry(name: str, found: Sequence[Path]) -> Path:
+    """The entry that ``--features NAME`` means among the complete entries ``found`` for it.
+
+    The rule: an entry of the full data set (no ``limit``) before any subset, then the
+    larger subset. The one left is used, and the log says which and why when there was a
+    choice; when several are left (they differ in weights, input size, ...), none is
+    guessed.
+
+    Raises:
+        CacheError: several entries the rule cannot tell apart, each listed with the
+            ``--features`` path that selects it.
+    """
+    if len(found) == 1:
+        return found[0]
+    infos = []
+    for path in found:
+        try:
+            infos.append(read_info(path))
+        except CacheError:
+            continue  # a damaged file is never chosen; `featx cache ls` shows it
+    if not infos:
+        return found[0]  # let the reader's own error name the damage
+
+    def coverage(info: CacheInfo) -> float:
+        limit = entry_limit(info)
+        return float("inf") if limit is None else float(limit)
+
+    best = max(coverage(info) for info in infos)
+    chosen = [info for info in infos if coverage(info) == best]
+    if len(chosen) > 1:
+        listed = "; ".join(f"--features {info.path} ({describe_entry(info)})" for info in chosen)
+        raise CacheError(f"{len(chosen)} cached entries for {name!r} are equally complete and differ otherwise; choose one: {listed}")
+    pick, others = chosen[0], [info for info in infos if info is not chosen[0]]
+    why = "the full data set" if entry_limit(pick) is None else f"the largest subset (--limit {entry_limit(pick)})"
+    log.log(
+        logging.INFO if entry_limit(pick) is None else logging.WARNING,  # fitting on a subset deserves a warning
+        "using %s for %s: %s; also cached: %s",
+        pick.path.name,
+        name,
+        why,
+        ", ".join(f"{info.path.name} ({describe_entry(info)})" for info in others),
+    )
+    return pick.path
 
 
 def load_features(

@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "predict": "featx.cli.predict:predict",
     "export": "featx.cli.export:export",
     "weights": "featx.cli.weights:weights",
+    "backbones": "featx.cli.backbones:backbones",
+    "runs": "featx.cli.runs:runs",
 }
 
 EXIT_USAGE = 2
@@ -92,7 +94,7 @@ def flag_for(command: click.Command, field: str) -> str | None:
 
 @click.group(cls=FeatxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="featx")
-@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors, and debug output (as -v).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
 def main(debug: bool, verbose: int, quiet: bool) -> None:
@@ -106,9 +108,11 @@ def main(debug: bool, verbose: int, quiet: bool) -> None:
       featx run pipelines/cifar10-classic.yaml # the whole comparison, then the report
       featx demo                               # offline: pretrained vs random vs pixels
       featx weights ls                         # which pretrained weights this machine has
+      featx backbones resnet --pretrained-here # timm backbones usable offline, with their feature size
+      featx runs ls                            # the fitted runs
       featx predict --model best photos/       # label new images with the best run
     """
-    setup_logging(-1 if quiet else verbose)
+    setup_logging(-1 if quiet else max(verbose, 1) if debug else verbose)
 
 
 def run() -> None:  # pragma: no cover - console-script indirection for python -m

@@ -23,6 +23,7 @@ def cache() -> None:
       featx cache ls
       featx cache info 3f2a9c
       featx cache rm 3f2a9c
+      featx cache prune
       featx cache stitch 3f2a9c
     """
 
@@ -67,6 +68,8 @@ def ls(cache_dir: str | None, as_json: bool) -> None:
             ]
         )
     click.echo(format_table(rows, ["key", "dataset", "backbone", "weights", "dim", "rows", "size", "state"]))
+    total = sum(int(summary["size_bytes"]) for summary in summaries)
+    click.echo(f"total: {len(summaries)} entries, {human_bytes(total)}")
 
 
 def _entry_summary(info: CacheInfo) -> dict[str, Any]:
@@ -150,6 +153,30 @@ def rm(keys: tuple[str, ...], cache_dir: str | None) -> None:
     for key in keys:
         for path in remove_entry(key, cache_dir):
             click.echo(f"removed {path}")
+
+
+@cache.command("prune")
+@cache_dir_option
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def prune(cache_dir: str | None, dry_run: bool) -> None:
+    """Remove what no extraction needs: partial files no process is writing, shard files of
+    entries complete without them, and lock files no process holds.
+
+    Only files featx wrote in the cache are removed. An unfinished sharded extraction's
+    shards are kept (`featx cache stitch` needs them), as are finished entries.
+
+    \b
+    Example:
+      featx cache prune --dry-run
+      featx cache prune
+    """
+    from featx.cache.manage import prune_cache
+
+    found = prune_cache(cache_dir, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for path in found:
+        click.echo(f"{verb} {path}")
+    click.echo(f"{verb} {len(found)} files" if found else "nothing to prune")
 
 
 @cache.command("stitch")

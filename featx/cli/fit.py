@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING
 
 import click
@@ -14,7 +15,9 @@ if TYPE_CHECKING:
     from featx.fitting.records import RunRecord
 
 #: grid options of the command line -> the click parameter that holds each
-GRID_OPTIONS = {"--C-grid": "c_grid", "--k-grid": "k_grid", "--weights": "weights", "--metric": "metric"}
+GRID_OPTIONS = {"--C-grid": "c_grid", "--k-grid": "k_grid", "--vote": "vote", "--metric": "metric"}
+#: spellings kept for one release: old option -> its new name (a warning says so)
+DEPRECATED_OPTIONS = {"--weights": "--vote"}
 
 
 class FitCommand(click.Command):
@@ -33,9 +36,16 @@ class FitCommand(click.Command):
 @click.option("--clf", required=True, help="Classifier: linearsvc, logreg, knn (see below).")
 @click.option("--C-grid", "c_grid", metavar="SPEC", help="C values: 0.001,0.01,0.1 or logspace:LO:HI:N (negative: --C-grid=-1,2).")
 @click.option("--k-grid", "k_grid", metavar="SPEC", help="k-NN neighbour counts: 1,3,5,11.")
-@click.option("--weights", metavar="SPEC", help="k-NN vote weighting: uniform,distance.")
+@click.option("--vote", metavar="SPEC", help="k-NN vote weighting: uniform,distance (the estimator's `weights`).")
+@click.option("--weights", "old_weights", metavar="SPEC", hidden=True, help="Deprecated spelling of --vote (removed in the next release).")
 @click.option("--metric", metavar="SPEC", help="k-NN distance: euclidean,cosine,manhattan.")
-@click.option("--grid", "extra_grid", multiple=True, metavar="NAME=SPEC", help="Any other grid parameter of the classifier (repeatable).")
+@click.option(
+    "--grid",
+    "extra_grid",
+    multiple=True,
+    metavar="NAME=SPEC",
+    help="Sweep any other parameter of the estimator by its scikit-learn name, e.g. max_iter=1000,5000 (repeatable; values checked by scikit-learn).",
+)
 @click.option("--cv", type=int, default=5, show_default=True, help="Stratified folds on the train split.")
 @scale_option
 @click.option("--pca", type=int, default=None, help="Keep N principal components before the classifier.")
@@ -75,7 +85,8 @@ def fit(
     clf: str,
     c_grid: str | None,
     k_grid: str | None,
-    weights: str | None,
+    vote: str | None,
+    old_weights: str | None,
     metric: str | None,
     extra_grid: tuple[str, ...],
     cv: int,
@@ -105,7 +116,7 @@ def fit(
       featx fit --features resnet50 --clf linearsvc --C-grid 0.0001,0.001,0.01,0.1,1
       featx fit --features resnet50 --clf logreg --C-grid logspace:-4:2:13 --cv 5
       featx fit --features resnet50 --clf logreg --C-grid 0.0001,100 --search random --n-iter 15
-      featx fit --features resnet50 --clf knn --k-grid 1,3,5,11,21 --weights uniform,distance --metric euclidean,cosine
+      featx fit --features resnet50 --clf knn --k-grid 1,3,5,11,21 --vote uniform,distance --metric euclidean,cosine
       featx fit --features features/cifar10/vgg16__ab12cd.h5 --clf linearsvc --scale l2 --pca 256 --json
       featx fit --features resnet50 --clf linearsvc --scheduler tcp://head:8786     # folds on a Dask cluster
     """
@@ -117,7 +128,8 @@ def fit(
     from featx.fitting.protocol import fit as run_fit
 
     spec = get_classifier(clf)
-    given = {"--C-grid": c_grid, "--k-grid": k_grid, "--weights": weights, "--metric": metric}
+    vote = deprecated_alias("--weights", old_weights, vote)
+    given = {"--C-grid": c_grid, "--k-grid": k_grid, "--vote": vote, "--metric": metric}
     grid = grid_from_options(spec, {option: value for option, value in given.items() if value is not None}, extra_grid)
     config = FitConfig(clf=clf, grid=grid, cv=cv, scale=scale, pca=pca, seed=seed, solver=solver, search=search, n_iter=n_iter)
     with connect(scheduler) as client, contextlib.ExitStack() as stack:
@@ -141,6 +153,23 @@ def fit(
         click.echo(json.dumps(record.to_dict(), indent=2))
     else:
         click.echo(summary(record, reports_dir))
+
+
+def deprecated_alias(old: str, old_value: str | None, value: str | None) -> str | None:
+    """The value of an option given under its deprecated spelling ``old``, with a warning.
+
+    Raises:
+        ConfigError: both spellings given.
+    """
+    if old_value is None:
+        return value
+    from featx.core.errors import ConfigError
+
+    new = DEPRECATED_OPTIONS[old]
+    if value is not None:
+        raise ConfigError(f"{old} is the old spelling of {new}; give only {new}")
+    logging.getLogger("featx.cli").warning("%s in `featx fit` is deprecated and goes in the next release; use %s", old, new)
+    return old_value
 
 
 def grid_from_options(spec: ClassifierSpec, given: dict[str, str], extra: tuple[str, ...]) -> dict[str, str]:

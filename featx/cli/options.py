@@ -28,7 +28,7 @@ features_option = click.option(
     "--features",
     required=True,
     metavar="NAME|PATH",
-    help="A backbone name (newest cached features for --dataset) or a path to an .h5 file.",
+    help="A backbone name (its cached features for --dataset: the full data set before a --limit subset; several such entries: an error listing each) or a path to an .h5 file.",
 )
 
 features_dataset_option = click.option(

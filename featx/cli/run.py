@@ -26,7 +26,7 @@ from featx.extraction.devices import PRECISIONS
 @click.option("--force", is_flag=True, help="Refit every classifier and redraw the PCA plots even when up to date.")
 @click.option("--force-extract", is_flag=True, help="Extract the features again too (implies --force).")
 @click.option("--no-report", is_flag=True, help="Do not write reports/index.html at the end.")
-@click.option("--dry-run", is_flag=True, help="Check the file, print the tasks, and stop.")
+@click.option("--dry-run", is_flag=True, help="Check the file, print each task and whether it is cached, up to date or to do, and stop.")
 @scheduler_option
 @shards_option
 @cache_dir_option
@@ -77,7 +77,7 @@ def run(
     """
     from featx.cluster.scheduler import connect, scheduler_address
     from featx.core.errors import ConfigError, FeatxError
-    from featx.runner.graph import Executor, describe_graph, execute_serial
+    from featx.runner.graph import Executor, execute_serial
     from featx.runner.pipeline import plan_pipeline, run_pipeline
     from featx.runner.spec import load_pipeline
 
@@ -98,9 +98,13 @@ def run(
         classifiers=classifiers,
     )
     if dry_run:
+        from featx.core.console import format_table
+        from featx.runner.pipeline import task_states
+
         graph = plan_pipeline(spec, force=force, force_extract=force_extract, cache_dir=cache_dir, reports_dir=reports_dir)
+        states = task_states(graph)
         click.echo(f"{spec.name}: {len(graph)} tasks on {spec.dataset}")
-        click.echo(describe_graph(graph))
+        click.echo(format_table([[task.key, states[task.key]] for task in graph.tasks], ["task", "state"]))
         return
     with connect(scheduler) as client:
         executor: Executor = execute_serial

@@ -134,7 +134,8 @@ def setup_logging(verbosity: int = 0) -> None:
 
 
 def progress(*, total: int | None, desc: str, unit: str = "img", **kwargs: Any) -> tqdm:
-    """A progress bar on stderr showing rate and ETA; silent when quiet or not a terminal."""
+    """A progress bar showing rate and ETA: on stderr in a terminal (silent when quiet or
+    not a terminal), a notebook widget in Jupyter (tqdm's own choice, ``tqdm.auto``)."""
     from tqdm.auto import tqdm
 
     return tqdm(
@@ -144,10 +145,16 @@ def progress(*, total: int | None, desc: str, unit: str = "img", **kwargs: Any) 
         unit_scale=True,
         dynamic_ncols=True,
         file=sys.stderr,
-        disable=True if _quiet else None,
+        disable=True if _quiet else False if in_notebook() else None,  # None: off unless a terminal
         mininterval=0.5,
         **kwargs,
     )
+
+
+def in_notebook() -> bool:
+    """Whether featx runs in a Jupyter kernel, where no stream is a terminal but progress
+    bars show (as widgets with ipywidgets, else as text)."""
+    return "ipykernel" in sys.modules
 
 
 def format_table(rows: list[list[str]], headers: list[str]) -> str:

@@ -46,6 +46,19 @@ def figure(width: float, height: float) -> Any:
     return fig
 
 
+def image_figure(path: Any) -> Any:
+    """A figure that shows a PNG file (a plot drawn earlier), at its own size."""
+    from matplotlib.image import imread
+
+    image = imread(path)
+    fig = figure(image.shape[1] / DPI, image.shape[0] / DPI)
+    fig.set_layout_engine("none")
+    axes = fig.add_axes((0, 0, 1, 1))
+    axes.imshow(image)
+    axes.set_axis_off()
+    return fig
+
+
 def png_bytes(fig: Any) -> bytes:
     """The figure as PNG (its ``Software`` text names featx)."""
     buffer = io.BytesIO()

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featx.core import paths
-from featx.core.errors import PredictError, ReportError
-from featx.fitting.records import MODEL_SUFFIX, RECORD_SUFFIX, RunRecord, iter_records, load_record
+from featx.core.errors import ForeignFileError, PredictError, ReportError
+from featx.core.locks import exclusive
+from featx.core.ownership import ensure_removable
+from featx.fitting.records import MODEL_KIND, MODEL_SUFFIX, RECORD_KIND, RECORD_SUFFIX, RUNS_DIR, RunRecord, iter_records, load_record
 from featx.reporting.render import CSV_FILE
 
 BEST = "best"
@@ -142,3 +144,46 @@ def best_run(root: Path, *, dataset: str | None = None) -> ResolvedRun:
         raise PredictError(f"the latest report's best run cannot be read: {error}") from None
     how = f"best of the latest report on {chosen}: {best.get('backbone', record.features.backbone)} + {best.get('classifier', record.clf)}, test accuracy {float(best['test_accuracy']):.4f}"
     return ResolvedRun(record, record_path, how)
+
+
+def remove_run(run: str | os.PathLike[str], *, reports_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Delete a fitted run: its record and its model, as ``featx fit`` wrote them.
+
+    Only featx's own files are deleted: the record must lie under ``<reports>/runs/`` and
+    both files must be what featx writes there (:mod:`featx.core.ownership`); the record's
+    lock is taken without waiting, so a run being saved is never pulled from under its
+    writer. The report is not rewritten (run ``featx report`` again).
+
+    Args:
+        run: a record file (or its ``.joblib``) or a run key (or a unique prefix of one).
+        reports_dir: reports root (default ``reports/`` or ``FEATX_REPORTS_DIR``).
+
+    Returns:
+        The files deleted.
+
+    Raises:
+        PredictError: nothing matches, or the key prefix matches several runs.
+        ForeignFileError: the record lies outside the reports root's runs, or a file in
+            its place was not written by featx; nothing is deleted.
+        BusyError: another featx process is saving it.
+    """
+    root = paths.reports_dir(reports_dir)
+    if os.fspath(run).strip() == BEST:
+        raise PredictError("`best` is for predict and export; give the run record or run key to remove")
+    found = resolve_run(run, reports_dir=root)
+    runs = (root / RUNS_DIR).resolve()
+    record_path = found.path
+    if record_path.resolve().parent.parent != runs:
+        raise ForeignFileError(
+            f"refusing to remove {record_path}: it is not a run record under {runs} (pass --reports-dir when the runs are elsewhere)"
+        )
+    files = [(record_path, RECORD_KIND), (found.model_path, MODEL_KIND)]
+    removed = []
+    with exclusive(record_path, wait=False):
+        for path, kind in files:
+            ensure_removable(path, kind)
+        for path, _ in files:
+            if os.path.lexists(path):
+                path.unlink()
+                removed.append(path)
+    return removed

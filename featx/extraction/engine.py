@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from featx.cache import shards
-from featx.cache.layout import SPLITS, WEIGHTS_LOADING, cache_key, entry_path, partial_path
+from featx.cache.layout import LIMIT, SPLITS, WEIGHTS_LOADING, cache_key, entry_path, partial_path
 from featx.cache.manage import entry_lock, remove_shards
 from featx.cache.reader import is_trusted
 from featx.cache.shards import ShardResult, ShardSpec
@@ -192,7 +192,7 @@ class ExtractPlan:
             "crop_mode": data.crop_mode,
             "pooling": self.pooling,
             "precision": self.precision,
-            "limit": self.config.limit if self.config.limit is not None else "",
+            LIMIT: self.config.limit if self.config.limit is not None else "",
             "seed": self.config.seed,
             "timm_version": str(timm.__version__),
             "torch_version": str(torch.__version__),

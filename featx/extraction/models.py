@@ -129,7 +129,7 @@ def load_backbone(backbone: Backbone, weights: Weights, *, image_size: tuple[int
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights.seed)  # random weights are reproducible; loaded ones overwrite them
-            with _checked_loading(read) as load:
+            with _checked_loading(read) as load, quiet_hub():
                 model = _create(backbone, kwargs)
     except Exception as error:  # timm, huggingface_hub, torch.load and safetensors all raise their own types
         raise WeightsError(weights_failure(backbone, weights, error)) from error
@@ -453,6 +453,29 @@ def _takes_cache_dir() -> bool:
     return "cache_dir" in inspect.signature(timm.create_model).parameters
 
 
+#: the loggers of the download path whose retry lines stay out of the terminal unless featx logs at debug level
+HUB_LOGGERS = ("huggingface_hub", "urllib3")
+
+
+@contextlib.contextmanager
+def quiet_hub() -> Iterator[None]:
+    """Keep huggingface_hub's retry lines (one per attempt, for about a minute without a
+    network) out of the log while weights download; featx's own one-line error says what
+    went wrong. At debug level (``featx -v``, ``--debug``) they pass as they are."""
+    if logging.getLogger("featx").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in HUB_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def _create(backbone: Backbone, kwargs: dict[str, Any]) -> torch.nn.Module:
     import timm
 
@@ -464,3 +487,21 @@ def _create(backbone: Backbone, kwargs: dict[str, Any]) -> torch.nn.Module:
             raise
     # a model that takes any input size (CNNs): build it without img_size
     return timm.create_model(name, **{k: v for k, v in kwargs.items() if k != "img_size"})
+
+
+def feature_dim(backbone: Backbone) -> int | None:
+    """The width of ``backbone``'s pooled pre-logits features, from the model built on
+    PyTorch's ``meta`` device (no memory, no weights); None when timm cannot build it there.
+    The raw-pixels baseline: its 32 px image flattened."""
+    if backbone.is_pixels:
+        size = tuple(backbone.pretrained_cfg["input_size"])
+        return int(size[0] * size[1] * size[2])
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = _create(backbone, {"num_classes": 0})
+    except Exception:
+        log.debug("cannot build %s on the meta device", backbone.name, exc_info=True)
+        return None
+    return int(getattr(model, "num_features", 0)) or None

@@ -124,6 +124,8 @@ def unsupported(config: FitConfig) -> str | None:
             return f"the torch solvers solve the default {config.clf} objective, not with {', '.join(changed)} changed"
     elif any(metric not in ("euclidean", "cosine", "manhattan") for metric in config.grid.get("metric", ())):
         return "the torch k-NN search computes euclidean, cosine and manhattan distances only"
+    elif swept := sorted(set(config.grid) - {p.name for p in config.spec.grid}):
+        return f"the torch k-NN search sweeps k, the vote and the metric only, not {', '.join(swept)}"
     return None
 
 

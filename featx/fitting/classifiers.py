@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from featx.core import registry
 from featx.core.errors import ConfigError
-from featx.fitting.grids import GridValue, ValueRule, format_values, normalize_values
+from featx.fitting.grids import GridValue, ValueRule, as_number, format_values, normalize_values
 from featx.fitting.search import Searcher, search_each, search_knn, search_linearsvc_path
 
 if TYPE_CHECKING:  # scikit-learn is imported when an estimator is made, not to list the registry
@@ -52,6 +52,9 @@ class GridParam:
         rule: what its values must be.
         default: the values swept when the user gives none.
         help: one line for ``--help``.
+        at_most_rows: its values count training rows (k of k-NN): none may exceed the
+            rows a CV fold trains on. Default values beyond them are dropped with a
+            warning (:meth:`ClassifierSpec.fit_defaults`); given values are an error.
     """
 
     name: str
@@ -59,6 +62,7 @@ class GridParam:
     rule: ValueRule
     default: tuple[GridValue, ...]
     help: str
+    at_most_rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,14 +106,71 @@ class ClassifierSpec:
         """
         grid = self.default_grid()
         for name, values in (given or {}).items():
-            param = self.param(name)
-            grid[name] = normalize_values(values, field=f"grid.{name}", rule=param.rule)
+            if name in {p.name for p in self.grid}:
+                grid[name] = normalize_values(values, field=f"grid.{name}", rule=self.param(name).rule)
+            else:
+                grid[name] = self.estimator_values(name, values)
         return grid
 
-    def fixed_params(self, seed: int) -> dict[str, Any]:
-        """The estimator's parameters that no grid point changes (JSON-friendly)."""
-        swept = {p.name for p in self.grid}
-        return {k: v for k, v in sorted(self.make_estimator(seed).get_params().items()) if k not in swept}
+    def estimator_values(self, name: str, values: str | Sequence[Any]) -> tuple[GridValue, ...]:
+        """Values of an estimator parameter without a grid rule of its own (``max_iter``,
+        ``tol``, ``penalty``, ``class_weight``, ...), checked by scikit-learn's own
+        parameter constraints (``_parameter_constraints``), one value at a time.
+
+        Combinations scikit-learn refuses only together (``penalty=l1`` with the lbfgs
+        solver) are not known here: they fail when fitted.
+
+        Raises:
+            UnknownNameError: the estimator has no such parameter (the message names the close ones).
+            ConfigError: a value the parameter's constraints refuse, naming ``grid.<name>``.
+        """
+        estimator = self.make_estimator(0)
+        params = estimator.get_params()
+        if name not in params:
+            known = sorted({*params, *(p.name for p in self.grid)})
+            try:
+                registry.lookup(dict.fromkeys(known), name, kind=f"parameter of {type(estimator).__name__}")
+            except ConfigError as error:
+                raise type(error)(error.problem, field=f"grid.{name}") from None
+        parsed = normalize_values(values, field=f"grid.{name}", rule=ValueRule("any"))
+        constraints = getattr(type(estimator), "_parameter_constraints", {}).get(name)
+        if constraints is not None:
+            from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
+
+            for value in parsed:
+                try:
+                    validate_parameter_constraints({name: constraints}, {name: value}, caller_name=type(estimator).__name__)
+                except InvalidParameterError as error:
+                    raise ConfigError(f"bad value {value!r}: {error}", field=f"grid.{name}") from None
+        return parsed
+
+    def fit_defaults(
+        self, grid: Mapping[str, tuple[GridValue, ...]], rows: int
+    ) -> tuple[dict[str, tuple[GridValue, ...]], dict[str, tuple[GridValue, ...]]]:
+        """``grid`` with the default values that ``rows`` training rows cannot fit dropped.
+
+        Only a parameter still at its default values is trimmed (an explicit grid that
+        cannot fit stays an error, raised when the folds are made), and never to nothing.
+
+        Returns:
+            ``(grid, dropped)``: the grid to search, and parameter -> the values dropped.
+        """
+        trimmed, dropped = dict(grid), {}
+        for param in self.grid:
+            values = grid.get(param.name, ())
+            if not param.at_most_rows or tuple(values) != param.default:
+                continue
+            kept = tuple(v for v in values if as_number(v) <= rows)
+            if kept and len(kept) < len(values):
+                trimmed[param.name] = kept
+                dropped[param.name] = tuple(v for v in values if as_number(v) > rows)
+        return trimmed, dropped
+
+    def fixed_params(self, seed: int, swept: Sequence[str] = ()) -> dict[str, Any]:
+        """The estimator's parameters that no grid point changes (JSON-friendly): all but
+        the grid parameters and the others ``swept``."""
+        excluded = {*(p.name for p in self.grid), *swept}
+        return {k: v for k, v in sorted(self.make_estimator(seed).get_params().items()) if k not in excluded}
 
     def describe(self) -> str:
         """``name: summary`` and the default grid, as ``--help`` lists it."""
@@ -206,10 +267,15 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
         summary="k-nearest neighbours (one neighbour search per fold serves every k)",
         make_estimator=_knn,
         grid=(
-            GridParam("n_neighbors", "--k-grid", ValueRule("int", minimum=1), (1, 3, 5, 7, 11, 15, 21, 31), "number of neighbours k"),
             GridParam(
-                "weights", "--weights", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"
+                "n_neighbors",
+                "--k-grid",
+                ValueRule("int", minimum=1),
+                (1, 3, 5, 7, 11, 15, 21, 31),
+                "number of neighbours k",
+                at_most_rows=True,
             ),
+            GridParam("weights", "--vote", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"),
             GridParam(
                 "metric", "--metric", ValueRule("choice", choices=("euclidean", "cosine", "manhattan")), ("euclidean", "cosine"), "distance"
             ),

@@ -100,7 +100,7 @@ class FitConfig(Config):
             **search,
             "features": features,
             "clf": self.clf,
-            "estimator_params": self.spec.fixed_params(self.seed),
+            "estimator_params": self.spec.fixed_params(self.seed, swept=list(self.grid)),
             "grid": {name: list(values) for name, values in self.grid.items()},
             "cv": self.cv,
             "scale": Scale(self.scale).value,

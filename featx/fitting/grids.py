@@ -5,7 +5,10 @@ Three kinds of values, each with one parser:
 * numbers, ``"0.001,0.01,0.1"`` or ``"logspace:LO:HI:N"`` (N values from 10**LO to 10**HI),
   e.g. the C of a linear model: :func:`parse_float_grid`;
 * whole numbers, ``"1,3,5,11"``, e.g. k of k-NN: :func:`parse_int_grid`;
-* names from a fixed set, ``"uniform,distance"``: :func:`parse_choice_grid`.
+* names from a fixed set, ``"uniform,distance"``: :func:`parse_choice_grid`;
+* any other parameter of the estimator, ``"100,1000"``, ``"l1,l2"``, ``"balanced,None"``
+  (each item read as a whole number, a number, true/false, None or else a name; scikit-
+  learn's own parameter constraints check them): :func:`parse_any_grid`.
 
 Numeric grids are returned sorted and without repeats (so a path of C values is walked in
 one direction and the record reads in order); choices keep the order given. Python values
@@ -26,8 +29,8 @@ import numpy as np
 
 from featx.core.errors import ConfigError
 
-GridValue = float | int | str
-ValueKind = Literal["float", "int", "choice"]
+GridValue = float | int | str | bool | None
+ValueKind = Literal["float", "int", "choice", "any"]
 
 MAX_GRID_SIZE = 1000
 LOGSPACE = "logspace"
@@ -55,6 +58,8 @@ class ValueRule:
         """A short phrase for help texts and errors: 'numbers > 0', 'one of a, b'."""
         if self.kind == "choice":
             return "names from " + ", ".join(self.choices)
+        if self.kind == "any":
+            return "values the estimator accepts"
         noun = "whole numbers" if self.kind == "int" else "numbers"
         if self.exclusive_minimum is not None:
             return f"{noun} > {self.exclusive_minimum:g}"
@@ -68,6 +73,8 @@ def _error(field: str, spec: str, problem: str, rule: ValueRule) -> ConfigError:
         how = "a comma list like 0.01,0.1,1 or logspace:LO:HI:N"
     elif rule.kind == "int":
         how = "a comma list like 1,3,5"
+    elif rule.kind == "any":
+        how = "a comma list of values the estimator accepts, like 100,1000 or l1,l2"
     else:
         how = "a comma list of " + ", ".join(rule.choices)
     return ConfigError(f"bad value {spec!r}: {problem}; use {how}", field=field)
@@ -178,8 +185,48 @@ def parse_choice_grid(spec: str, *, field: str, rule: ValueRule) -> tuple[str, .
     return tuple(values)
 
 
+#: how ``parse_any_grid`` reads words that are not numbers
+_LITERALS: dict[str, GridValue] = {"none": None, "true": True, "false": False}
+
+
+def parse_any_grid(spec: str, *, field: str) -> tuple[GridValue, ...]:
+    """Parse ``"a,b"`` for a parameter featx has no rule for: each item a whole number, a
+    number, true/false, None, or else the name itself (order kept, repeats dropped). The
+    values are checked against the estimator's own constraints by the caller.
+
+    Raises:
+        ConfigError: an empty item.
+    """
+    values: list[GridValue] = []
+    for item in _items(spec.strip(), field, ValueRule("any")):
+        value: GridValue
+        if item.lower() in _LITERALS:
+            value = _LITERALS[item.lower()]
+        else:
+            try:
+                value = int(item)
+            except ValueError:
+                try:
+                    value = float(item)
+                except ValueError:
+                    value = item
+        values.append(value)
+    return _distinct(values)
+
+
+def _distinct(values: Iterable[GridValue]) -> tuple[GridValue, ...]:
+    """``values`` in order without repeats (``1``, ``1.0`` and ``True`` stay apart)."""
+    kept: list[GridValue] = []
+    for value in values:
+        if not any(value == v and type(value) is type(v) for v in kept):
+            kept.append(value)
+    return tuple(kept)
+
+
 def parse_grid(spec: str, *, field: str, rule: ValueRule) -> tuple[GridValue, ...]:
-    """Parse a spec according to ``rule.kind`` (see the three parsers)."""
+    """Parse a spec according to ``rule.kind`` (see the four parsers)."""
+    if rule.kind == "any":
+        return parse_any_grid(spec, field=field)
     if rule.kind == "float":
         return parse_float_grid(spec, field=field, rule=rule)
     if rule.kind == "int":
@@ -199,6 +246,10 @@ def normalize_values(values: str | Sequence[object], *, field: str, rule: ValueR
     spec = ",".join(str(v) for v in items)
     if not items:
         raise _error(field, "", "empty value", rule)
+    if rule.kind == "any":
+        if not all(v is None or isinstance(v, (bool, int, float, str)) for v in items):
+            raise _error(field, spec, "values must be numbers, names, true/false or None", rule)
+        return _distinct(items)  # type: ignore[arg-type]
     if rule.kind == "choice":
         if not all(isinstance(v, str) for v in items):
             raise _error(field, spec, "values must be names", rule)
@@ -211,6 +262,17 @@ def normalize_values(values: str | Sequence[object], *, field: str, rule: ValueR
             raise _error(field, spec, f"{value!r} is not a whole number", rule)
         converted.append(float(value))
     return _finish_numbers(converted, field, spec, rule)
+
+
+def as_number(value: GridValue) -> float:
+    """A numeric grid value (of a ``float`` or ``int`` rule) as a float.
+
+    Raises:
+        TypeError: not a number (a name, true/false or None).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
 
 
 def format_value(value: GridValue) -> str:
@@ -230,8 +292,9 @@ def format_spec(values: Sequence[GridValue]) -> str:
     """Values as the shortest spec that parses back to exactly them: ``logspace:-6:0:13`` when
     they are that logspace (whole-number exponents), else :func:`format_values`."""
     count = len(values)
-    if count > 4 and all(isinstance(v, float) and v > 0 for v in values):
-        low, high = math.log10(float(values[0])), math.log10(float(values[-1]))
+    numbers = [v for v in values if isinstance(v, float) and v > 0]
+    if count > 4 and len(numbers) == count:
+        low, high = math.log10(numbers[0]), math.log10(numbers[-1])
         if low == round(low) and high == round(high):
             spec = f"{LOGSPACE}:{round(low)}:{round(high)}:{count}"
             if list(np.logspace(round(low), round(high), count)) == list(values):

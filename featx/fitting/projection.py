@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 
-from featx.cache.reader import features_content, open_features, read_split, resolve_features
+from featx.cache.reader import CacheInfo, features_content, open_features, read_split, resolve_features
 from featx.core import figures, paths
 from featx.core.atomic import atomic_write_bytes, atomic_write_text
 from featx.core.errors import FitError
@@ -52,6 +52,8 @@ class PcaResult:
         components_for: smallest number of components reaching 90/95/99% of the variance.
         sample_size: test points drawn in the scatter.
         reused: the files were drawn earlier and found up to date (``skip_existing``).
+        scatter_figure, variance_figure: the matplotlib figures drawn now (None when
+            reused); :attr:`figures` has both either way.
     """
 
     scatter_png: Path
@@ -61,6 +63,23 @@ class PcaResult:
     components_for: dict[str, int]
     sample_size: int
     reused: bool = False
+    scatter_figure: Any = field(default=None, repr=False, compare=False)
+    variance_figure: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def figures(self) -> tuple[Any, Any]:
+        """The scatter and the explained-variance curve as matplotlib figures (a notebook
+        shows them): those drawn now, or figures showing the PNG files when reused."""
+        return (
+            self.scatter_figure if self.scatter_figure is not None else figures.image_figure(self.scatter_png),
+            self.variance_figure if self.variance_figure is not None else figures.image_figure(self.variance_png),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PcaResult({self.scatter_png.name}: {self.components_for.get('90%', '?')} components hold 90% of the variance, "
+            f"{self.sample_size} test points{', reused' if self.reused else ''})"
+        )
 
 
 def balanced_sample(y: np.ndarray, per_class: int, *, seed: int) -> np.ndarray:
@@ -139,17 +158,13 @@ def pca(
     elif config_fields:
         config = config.replace(**config_fields)
     scale, per_class, seed = config.scale, config.per_class, config.seed
-    path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
-    info = open_features(path, splits=("train", "test"))
+    path, info, stem, found = _planned(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir)
     data_set, backbone = source_names(info)
     content = features_content(info, ("train", "test"))
-    stem = pca_stem(backbone, info.key, scale)
     folder = paths.reports_dir(reports_dir) / PCA_DIR
-    if skip_existing:
-        found = existing_pca(folder / f"{stem}.json", key=info.key, content=content, per_class=per_class, seed=seed)
-        if found is not None:
-            log.info("PCA plots of %s are up to date: %s", path.name, found.scatter_png)
-            return found
+    if skip_existing and found is not None:
+        log.info("PCA plots of %s are up to date: %s", path.name, found.scatter_png)
+        return found
     X, _ = read_split(path, "train")
     X_test, y_test = read_split(path, "test")
     if X.shape[0] < 2 or X.shape[1] < 2:
@@ -169,12 +184,10 @@ def pca(
     components_for = {f"{round(f * 100)}%": components_needed(ratio, f) for f in VARIANCE_MARKS}
 
     title = f"{backbone} ({data_set}, {X.shape[1]}-d, scale {Scale(scale).value})"
-    scatter = atomic_write_bytes(
-        folder / f"{stem}__scatter.png",
-        _scatter_png(points, y_test[sample], class_names, ratio, f"{title}\ntest split, up to {per_class} points per class"),
-        kind=figures.PNG_KIND,
-    )
-    variance = atomic_write_bytes(folder / f"{stem}__variance.png", _variance_png(ratio, components_for, title), kind=figures.PNG_KIND)
+    scatter_figure = _scatter_figure(points, y_test[sample], class_names, ratio, f"{title}\ntest split, up to {per_class} points per class")
+    variance_figure = _variance_figure(ratio, components_for, title)
+    scatter = atomic_write_bytes(folder / f"{stem}__scatter.png", figures.png_bytes(scatter_figure), kind=figures.PNG_KIND)
+    variance = atomic_write_bytes(folder / f"{stem}__variance.png", figures.png_bytes(variance_figure), kind=figures.PNG_KIND)
     summary = {
         "features": {"path": str(path), "key": info.key, "content": content, "backbone": backbone, "dataset": data_set},
         "scale": Scale(scale).value,
@@ -190,7 +203,41 @@ def pca(
     }
     summary_path = atomic_write_text(folder / f"{stem}.json", json.dumps(jsonable(summary), indent=2) + "\n", kind=SUMMARY_KIND)
     log.info("PCA of %s: %s components hold 90%% of the variance; plots in %s", path.name, components_for["90%"], folder)
-    return PcaResult(scatter, variance, summary_path, ratio, components_for, len(sample))
+    return PcaResult(scatter, variance, summary_path, ratio, components_for, len(sample), False, scatter_figure, variance_figure)
+
+
+def find_existing_pca(
+    features: str | os.PathLike[str],
+    config: PcaConfig,
+    *,
+    dataset: str | None = "cifar10",
+    cache_dir: str | os.PathLike[str] | None = None,
+    reports_dir: str | os.PathLike[str] | None = None,
+) -> PcaResult | None:
+    """The up-to-date PCA plots of these features and this config, if drawn before (draws nothing).
+
+    Raises:
+        CacheError: the features cannot be resolved or trusted.
+    """
+    return _planned(features, config, dataset=dataset, cache_dir=cache_dir, reports_dir=reports_dir)[3]
+
+
+def _planned(
+    features: str | os.PathLike[str],
+    config: PcaConfig,
+    *,
+    dataset: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    reports_dir: str | os.PathLike[str] | None,
+) -> tuple[Path, CacheInfo, str, PcaResult | None]:
+    """The features file, its attributes, the plots' file stem, and the plots drawn earlier that match."""
+    path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
+    info = open_features(path, splits=("train", "test"))
+    _, backbone = source_names(info)
+    stem = pca_stem(backbone, info.key, config.scale)
+    summary = paths.reports_dir(reports_dir) / PCA_DIR / f"{stem}.json"
+    content = features_content(info, ("train", "test"))
+    return path, info, stem, existing_pca(summary, key=info.key, content=content, per_class=config.per_class, seed=config.seed)
 
 
 def pca_stem(backbone: str, key: str, scale: Scale | str) -> str:
@@ -236,7 +283,7 @@ def existing_pca(
         return None
 
 
-def _scatter_png(points: np.ndarray, labels: np.ndarray, class_names: list[str], ratio: np.ndarray, title: str) -> bytes:
+def _scatter_figure(points: np.ndarray, labels: np.ndarray, class_names: list[str], ratio: np.ndarray, title: str) -> Any:
     import matplotlib
 
     present = np.unique(labels)
@@ -260,10 +307,10 @@ def _scatter_png(points: np.ndarray, labels: np.ndarray, class_names: list[str],
             frameon=False,
             ncols=1 if len(present) <= 15 else 2,
         )
-    return figures.png_bytes(figure)
+    return figure
 
 
-def _variance_png(ratio: np.ndarray, components_for: dict[str, int], title: str) -> bytes:
+def _variance_figure(ratio: np.ndarray, components_for: dict[str, int], title: str) -> Any:
     from matplotlib.ticker import FuncFormatter
 
     figure = figures.figure(7.0, 4.5)
@@ -281,4 +328,4 @@ def _variance_png(ratio: np.ndarray, components_for: dict[str, int], title: str)
     axes.set_ylabel("cumulative explained variance")
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
-    return figures.png_bytes(figure)
+    return figure

@@ -33,7 +33,7 @@ from featx.core.errors import ConfigError, FitError
 from featx.core.hashing import jsonable
 from featx.fitting.classifiers import Scale, build_pipeline
 from featx.fitting.config import FitConfig, check_n_jobs
-from featx.fitting.grids import format_point
+from featx.fitting.grids import as_number, format_point, format_values
 from featx.fitting.metrics import ClassificationScores, classification_scores, log_loss, top_k_accuracy
 from featx.fitting.records import (
     ClassScore,
@@ -101,6 +101,7 @@ def plan_run(
     path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
     info = open_features(path, splits=("train", "test"))
     content = features_content(info, ("train", "test"))
+    config = fit_default_grid(config, info.splits["train"].n_rows if "train" in info.splits else 0)
     train = info.splits.get("train")
     shape = (train.n_rows, train.dim) if train is not None else None
     config, where = resolve_solver(config, device, shape=shape)
@@ -118,6 +119,36 @@ def plan_run(
         config=config,
         device=where,
     )
+
+
+def fold_train_rows(n_rows: int, cv: int) -> int:
+    """The rows the smallest training part of ``cv`` stratified folds of ``n_rows`` rows has
+    (:func:`featx.fitting.search.stratified_folds` deals sorted labels out in turn, so the
+    largest held-out part has ``ceil(n_rows / cv)`` rows)."""
+    return n_rows - -(-n_rows // cv)
+
+
+def fit_default_grid(config: FitConfig, n_train: int) -> FitConfig:
+    """The config with default grid values that the CV folds of ``n_train`` rows cannot
+    fit dropped (k-NN's k above a fold's training rows), each named in a warning. A grid
+    the user gave is left as it is (it fails when the folds are made, naming the option).
+    """
+    rows = fold_train_rows(n_train, config.cv)
+    if rows <= 0:
+        return config
+    grid, dropped = config.spec.fit_defaults(config.grid, rows)
+    if not dropped:
+        return config
+    for name, values in dropped.items():
+        log.warning(
+            "dropped %s from the default %s grid of %s: a %d-fold CV trains on %d rows (give the grid to keep them)",
+            format_values(values),
+            name,
+            config.clf,
+            config.cv,
+            rows,
+        )
+    return config.replace(grid=grid)
 
 
 def resolve_solver(config: FitConfig, device: str = "auto", *, shape: tuple[int, int] | None = None) -> tuple[FitConfig, str]:
@@ -356,7 +387,7 @@ def _check_fold_sizes(config: FitConfig, folds: Sequence[tuple[np.ndarray, np.nd
     smallest = min(len(train) for train, _ in folds)
     if config.pca is not None and config.pca > smallest:
         raise FitError(f"--pca {config.pca} asks for more components than the {smallest} training rows of a CV fold")
-    k_max = max((int(k) for k in config.grid.get("n_neighbors", ())), default=0)
+    k_max = max((int(as_number(k)) for k in config.grid.get("n_neighbors", ())), default=0)
     if k_max > smallest:
         raise FitError(f"k={k_max} neighbours is more than the {smallest} training rows of a CV fold; lower --k-grid")
 
@@ -470,7 +501,7 @@ def _record(
         featx_version=__version__,
         clf=config.clf,
         estimator=type(model.steps[-1][1]).__name__,
-        estimator_params=jsonable(config.spec.fixed_params(config.seed)),
+        estimator_params=jsonable(config.spec.fixed_params(config.seed, swept=list(config.grid))),
         pipeline=[f"{name}: {step!r}" for name, step in model.steps],
         features=_feature_source(plan, data),
         class_names=list(data.class_names),

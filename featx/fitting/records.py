@@ -300,6 +300,16 @@ class RunRecord:
         """Where this run's fitted Pipeline lives under the reports root."""
         return paths.reports_dir(reports_dir) / self.model_file
 
+    def __repr__(self) -> str:  # short: backbone, classifier, best params, test accuracy (featx.fitting.display)
+        from featx.fitting.display import run_repr
+
+        return run_repr(self)
+
+    def _repr_html_(self) -> str:
+        from featx.fitting.display import run_html
+
+        return run_html(self)
+
 
 def _adapter() -> Any:
     """The pydantic validator of :class:`RunRecord` (built once, when a record is first read)."""

@@ -1,4 +1,4 @@
-"""``featx demo``: what transfer learning buys, offline, in under two minutes on a laptop CPU.
+"""``featx demo``: what transfer learning buys, offline (how long it takes: README, "The demo").
 
 It runs ``featx/runner/pipelines/demo.yaml``: featx's synthetic ``shapes`` data set (drawn on the
 spot), EfficientNet-Lite0 with ImageNet weights, the same network with random weights (a

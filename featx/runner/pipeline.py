@@ -179,6 +179,57 @@ def plan_pipeline(
     return TaskGraph(tuple(tasks))
 
 
+#: what ``featx run --dry-run`` says of a task
+CACHED, UP_TO_DATE, TO_DO = "cached", "up to date", "to do"
+
+
+def task_states(graph: TaskGraph) -> dict[str, str]:
+    """What running the graph would do with each task, without doing any of it:
+    :data:`CACHED` (an extraction whose entry is complete and trusted), :data:`UP_TO_DATE`
+    (a fit with a current run record, PCA plots drawn for the same features), or
+    :data:`TO_DO` (with the reason when it is not simply missing: forced, or the plan
+    failed, e.g. a data set that is not there).
+
+    Reads attributes and records only: no image is read for the features, no model built.
+    """
+    from featx.extraction.engine import is_cache_hit, plan_request
+    from featx.fitting.projection import find_existing_pca
+    from featx.fitting.protocol import find_existing
+
+    states: dict[str, str] = {}
+    features: dict[str, Path] = {}
+    for task in graph.tasks:
+        try:
+            if task.kind == "extract":
+                request: ExtractRequest = task.args[0]
+                plan = plan_request(request)
+                if request.options.force:
+                    states[task.key] = f"{TO_DO} (forced)"
+                elif is_cache_hit(plan):
+                    states[task.key], features[task.key] = CACHED, plan.path
+                else:
+                    states[task.key] = TO_DO
+                continue
+            path = features.get(task.deps[0])
+            if task.kind == "curve":  # curves are drawn anew on every run (no record to reuse)
+                states[task.key] = TO_DO if path is not None else f"{TO_DO} (after its extraction)"
+                continue
+            force, cache, reports = (task.args[3], task.args[4], task.args[5]) if task.kind == "fit" else task.args[1:4]
+            if path is None:
+                states[task.key] = f"{TO_DO} (after its extraction)"
+            elif force:
+                states[task.key] = f"{TO_DO} (forced)"
+            elif task.kind == "fit":
+                found = find_existing(path, task.args[0], dataset=None, cache_dir=cache, reports_dir=reports, device=task.args[2])
+                states[task.key] = UP_TO_DATE if found is not None else TO_DO
+            else:
+                found_pca = find_existing_pca(path, task.args[0], dataset=None, cache_dir=cache, reports_dir=reports)
+                states[task.key] = UP_TO_DATE if found_pca is not None else TO_DO
+        except FeatxError as error:
+            states[task.key] = f"{TO_DO} ({' '.join(str(error).split())[:120]})"
+    return states
+
+
 def _backbone_key(spec: PipelineSpec, index: int) -> str:
     """The backbone's name, with its position when the pipeline has it more than once."""
     name = spec.backbones[index].config.backbone
@@ -228,6 +279,16 @@ class PipelineResult:
     def records(self) -> list[RunRecord]:
         """The run record of every fit that succeeded, in graph order."""
         return [self.outcomes[t.key].value for t in self.graph.of_kind("fit") if self.outcomes[t.key].ok]
+
+    def __repr__(self) -> str:
+        done = ", ".join(f"{kind}: " + "/".join(f"{n} {status}" for status, n in by.items()) for kind, by in self.counts().items())
+        return f"PipelineResult({self.spec.name}: {done}; {len(self.failures)} failed, {self.seconds:.0f} s)"
+
+    def _repr_html_(self) -> str:
+        from featx.core.display import html_table
+
+        rows = [[t.key, self.outcomes[t.key].status, f"{self.outcomes[t.key].seconds:.1f} s"] for t in self.graph.tasks]
+        return html_table(rows, ["task", "status", "time"], caption=repr(self))
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Task kind -> status -> number of tasks."""
