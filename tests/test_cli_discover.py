@@ -59,11 +59,11 @@ def test_knn_vote_option_and_its_deprecated_alias(feature_file: Callable[..., Pa
     common = ("fit", "--features", path, "--clf", "knn", "--k-grid", "1,3", "--metric", "euclidean", "--cv", "2", "--n-jobs", "1", "--json")
     new = _run(*common, "--vote", "distance")
     assert new.exit_code == 0, new.output
-    assert "deprecated" not in new.stderr and '"weights": [\n      "distance"' in new.stdout
+    assert "deprecated" not in new.stderr and '"vote": [\n      "distance"' in new.stdout
     old = _run(*common, "--weights", "distance")
     assert old.exit_code == 0, old.output
     assert "--weights in `featx fit` is deprecated and goes in the next release; use --vote" in old.stderr
-    assert '"weights": [\n      "distance"' in old.stdout  # records keep scikit-learn's parameter name
+    assert '"vote": [\n      "distance"' in old.stdout  # records name it as users do
     both = _run(*common, "--vote", "distance", "--weights", "uniform")
     assert both.exit_code == 2 and "--weights is the old spelling of --vote; give only --vote" in both.stderr
     bad = _run(*common, "--vote", "closest")

@@ -131,7 +131,8 @@ def test_record_json_round_trip_and_schema(overlapping: Path) -> None:
     assert {"path", "key", "dataset", "backbone", "weights", "feature_dim", "n_train", "n_test", "attrs", "splits"} <= set(data["features"])
     assert set(data["cv_results"][0]) == {"params", "mean", "std", "fold_scores", "rank"}
     assert set(data["per_class"][0]) == {"index", "name", "precision", "recall", "f1", "support"}
-    assert data["grid"] == {"n_neighbors": [3], "weights": ["uniform", "distance"], "metric": ["euclidean", "cosine"]}
+    assert data["grid"] == {"n_neighbors": [3], "vote": ["uniform", "distance"], "metric": ["euclidean", "cosine"]}
+    assert {"n_neighbors", "vote", "metric"} == set(data["best_params"]) == set(data["cv_results"][0]["params"])
     assert RunRecord.from_dict(data) == record
     assert [r.run_key for r in iter_records()] == [record.run_key]
     with pytest.raises(ReportError, match="schema version"):
@@ -387,3 +388,26 @@ def test_random_search_draws_seeded_points_in_the_ranges(overlapping: Path) -> N
     again = featx.fit(overlapping, config, n_jobs=1, save=False)
     assert [p.params for p in again.cv_results] == [p.params for p in record.cv_results]
     assert again.test_accuracy == record.test_accuracy
+
+
+def test_the_knn_vote_is_named_vote_in_records_and_either_way_in_grids(overlapping: Path) -> None:
+    """One meaning per name: the k-NN vote is `vote` for users; scikit-learn's `weights` still
+    works in a grid, means the same run (same key), and old records keep reading."""
+    grid = {"n_neighbors": [3], "metric": ["euclidean"]}
+    by_alias = featx.fit(overlapping, clf="knn", grid={**grid, "vote": ["distance"]}, **FAST)
+    by_estimator_name = featx.fit(overlapping, clf="knn", grid={**grid, "weights": ["distance"]}, skip_existing=True, **FAST)
+    assert by_estimator_name.run_key == by_alias.run_key
+    assert by_alias.best_params == {"metric": "euclidean", "n_neighbors": 3, "vote": "distance"}
+    assert by_alias.grid["vote"] == ["distance"] and "weights" not in by_alias.grid
+    with pytest.raises(ConfigError, match="give vote or weights, not both") as caught:
+        FitConfig(clf="knn", grid={"vote": ["uniform"], "weights": ["distance"]})
+    assert caught.value.field == "grid.vote"
+    data = json.loads(by_alias.path().read_text())
+    rename = {"vote": "weights"}
+    old = {
+        **data,
+        "grid": {rename.get(k, k): v for k, v in data["grid"].items()},
+        "best_params": {rename.get(k, k): v for k, v in data["best_params"].items()},
+        "cv_results": [{**p, "params": {rename.get(k, k): v for k, v in p["params"].items()}} for p in data["cv_results"]],
+    }
+    assert RunRecord.from_dict(old).best_params["weights"] == "distance"

@@ -47,7 +47,7 @@ class GridParam:
 
     Attributes:
         name: the estimator's parameter name (``C``, ``n_neighbors``, ...); also its key
-            in the grid, ``best_params`` and the run record.
+            in the grid, ``best_params`` and the run record, unless ``alias`` is set.
         option: the command-line option that sets it.
         rule: what its values must be.
         default: the values swept when the user gives none.
@@ -55,6 +55,10 @@ class GridParam:
         at_most_rows: its values count training rows (k of k-NN): none may exceed the
             rows a CV fold trains on. Default values beyond them are dropped with a
             warning (:meth:`ClassifierSpec.fit_defaults`); given values are an error.
+        alias: featx's own name for it where the estimator's would be ambiguous (k-NN's
+            vote weighting is ``vote``, not ``weights``, which names a backbone's weights
+            everywhere else): the key in pipeline files, run records and reports. The
+            estimator's name is accepted too, and is what the run key hashes.
     """
 
     name: str
@@ -63,6 +67,12 @@ class GridParam:
     default: tuple[GridValue, ...]
     help: str
     at_most_rows: bool = False
+    alias: str | None = None
+
+    @property
+    def public_name(self) -> str:
+        """The name users see: the alias, else the estimator's."""
+        return self.alias or self.name
 
 
 @dataclass(frozen=True)
@@ -90,9 +100,19 @@ class ClassifierSpec:
             UnknownNameError: not a grid parameter of this classifier.
         """
         try:
-            return registry.lookup({p.name: p for p in self.grid}, name, kind=f"grid parameter of {self.name}")
+            return registry.lookup({**{p.name: p for p in self.grid}, **self.aliases}, name, kind=f"grid parameter of {self.name}")
         except ConfigError as error:
             raise type(error)(error.problem, field=f"grid.{name}") from None
+
+    @property
+    def aliases(self) -> dict[str, GridParam]:
+        """The grid parameters users name otherwise than the estimator, by that name."""
+        return {p.alias: p for p in self.grid if p.alias}
+
+    def public_point(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """``point`` (grid names -> values) with each parameter under the name users see."""
+        public = {p.name: p.public_name for p in self.grid}
+        return {public.get(name, name): value for name, value in point.items()}
 
     def default_grid(self) -> dict[str, tuple[GridValue, ...]]:
         """The grid swept when the user gives none."""
@@ -105,9 +125,15 @@ class ClassifierSpec:
             ConfigError: an unknown parameter or a bad value.
         """
         grid = self.default_grid()
+        aliases = self.aliases
+        named = {name for name in (given or {}) if name in aliases}
+        for alias in named:
+            if aliases[alias].name in (given or {}):
+                raise ConfigError(f"give {alias} or {aliases[alias].name}, not both (the same parameter)", field=f"grid.{alias}")
         for name, values in (given or {}).items():
-            if name in {p.name for p in self.grid}:
-                grid[name] = normalize_values(values, field=f"grid.{name}", rule=self.param(name).rule)
+            if name in aliases or name in {p.name for p in self.grid}:
+                param = self.param(name)
+                grid[param.name] = normalize_values(values, field=f"grid.{name}", rule=param.rule)
             else:
                 grid[name] = self.estimator_values(name, values)
         return grid
@@ -275,7 +301,14 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
                 "number of neighbours k",
                 at_most_rows=True,
             ),
-            GridParam("weights", "--vote", ValueRule("choice", choices=("uniform", "distance")), ("uniform", "distance"), "vote weighting"),
+            GridParam(
+                "weights",
+                "--vote",
+                ValueRule("choice", choices=("uniform", "distance")),
+                ("uniform", "distance"),
+                "vote weighting",
+                alias="vote",
+            ),
             GridParam(
                 "metric", "--metric", ValueRule("choice", choices=("euclidean", "cosine", "manhattan")), ("euclidean", "cosine"), "distance"
             ),

@@ -213,7 +213,7 @@ def curve_points(
                 except ValueError as error:
                     raise FitError(f"{fit.clf} failed on a draw of {shots} image(s) per class: {error}") from error
                 scores.append(accuracy(y_test, model.predict(X_test)))
-            params.append(jsonable(chosen))
+            params.append(jsonable(fit.spec.public_point(chosen)))
             sizes.append(len(rows))
         values = np.asarray(scores)
         points.append(
@@ -301,7 +301,7 @@ def curve(
         scale=Scale(fit.scale).value,
         cv=fit.cv,
         seed=fit.seed,
-        grid={name: list(values) for name, values in fit.grid.items()},
+        grid=fit.spec.public_point({name: list(values) for name, values in fit.grid.items()}),
         shots=list(config.shots),
         repeats=config.repeats,
         features={

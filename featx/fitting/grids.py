@@ -308,7 +308,7 @@ def format_short(value: GridValue) -> str:
 
 
 def format_point(point: Mapping[str, GridValue], *, short: bool = False) -> str:
-    """A grid point as ``C=0.01`` / ``metric=cosine, n_neighbors=5, weights=distance``
+    """A grid point as ``C=0.01`` / ``metric=cosine, n_neighbors=5, vote=distance``
     (``short``: floats to 3 significant digits, for reading)."""
     fmt = format_short if short else format_value
     return ", ".join(f"{name}={fmt(value)}" for name, value in point.items())

@@ -509,10 +509,10 @@ def _record(
         scale=Scale(config.scale).value,
         pca=config.pca,
         seed=config.seed,
-        grid={name: list(values) for name, values in config.resolved_grid.items()},
+        grid=config.spec.public_point({name: list(values) for name, values in config.resolved_grid.items()}),
         cv_results=[
             GridPointScore(
-                params=jsonable(point),
+                params=jsonable(config.spec.public_point(point)),
                 mean=float(means[i]),
                 std=float(stds[i]),
                 fold_scores=[float(s) for s in search.fold_scores[i]],
@@ -520,7 +520,7 @@ def _record(
             )
             for i, point in enumerate(search.points)
         ],
-        best_params=jsonable(search.best_params),
+        best_params=jsonable(config.spec.public_point(search.best_params)),
         cv_best_score=float(means[search.best]),
         cv_best_std=float(stds[search.best]),
         test_accuracy=scores.accuracy,

@@ -70,7 +70,8 @@ def fit_command(record: RunRecord) -> str:
     """The ``featx fit`` command that makes this run again (same run key)."""
     parts = ["featx", "fit", "--features", record.features.path, "--clf", record.clf]
     spec = CLASSIFIERS.get(record.clf)
-    options = {p.name: p.option for p in spec.grid} if spec else {}
+    # records name a parameter as users do (k-NN's `vote`); older ones by the estimator's name
+    options = {name: p.option for p in spec.grid for name in (p.name, p.public_name)} if spec else {}
     for name, values in record.grid.items():
         option = options.get(name, "--grid")
         text = format_spec(values)

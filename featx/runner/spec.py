@@ -14,7 +14,7 @@ and the PCA plots to draw::
     fit: {cv: 5}                          # featx fit options for every classifier
     classifiers:
       - {name: linearsvc, grid: {C: "logspace:-6:0:13"}}
-      - {name: knn, grid: {n_neighbors: [1, 3, 5], weights: [uniform, distance]}}
+      - {name: knn, grid: {n_neighbors: [1, 3, 5], vote: [uniform, distance]}}
     pca: {per_class: 200}                 # or false: no PCA plots
     curves:                               # data-efficiency curves on every backbone (optional)
       - {clf: logreg, shots: "1,5,20,full", repeats: 5}
@@ -278,7 +278,14 @@ class PipelineSpec:
                     for r in self.backbones
                 ],
                 "classifiers": [
-                    {"clf": c.clf, "grid": c.grid, "cv": c.cv, "scale": Scale(c.scale).value, "pca": c.pca, "seed": c.seed}
+                    {
+                        "clf": c.clf,
+                        "grid": c.spec.public_point(c.grid),
+                        "cv": c.cv,
+                        "scale": Scale(c.scale).value,
+                        "pca": c.pca,
+                        "seed": c.seed,
+                    }
                     for c in self.classifiers
                 ],
                 "n_jobs": self.n_jobs,
@@ -287,7 +294,7 @@ class PipelineSpec:
                 "curves": [
                     {
                         "clf": c.fit.clf,
-                        "grid": c.fit.grid,
+                        "grid": c.fit.spec.public_point(c.fit.grid),
                         "cv": c.fit.cv,
                         "scale": Scale(c.fit.scale).value,
                         "seed": c.fit.seed,
