@@ -101,10 +101,9 @@ def plan_run(
     path = resolve_features(features, dataset=dataset, cache_dir=cache_dir)
     info = open_features(path, splits=("train", "test"))
     content = features_content(info, ("train", "test"))
-    config = fit_default_grid(config, info.splits["train"].n_rows if "train" in info.splits else 0)
     train = info.splits.get("train")
-    shape = (train.n_rows, train.dim) if train is not None else None
-    config, where = resolve_solver(config, device, shape=shape)
+    config = fit_default_grid(config, train.n_rows if train is not None else 0)
+    config, where = resolve_solver(config, device, shape=(train.n_rows, train.dim) if train is not None else None)
     key = run_key(config.identity(content))
     data_set, backbone = source_names(info)
     stem = run_stem(dataset=data_set, backbone=backbone, features_key=info.key, clf=config.clf, key=key)
