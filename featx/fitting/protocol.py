@@ -472,9 +472,9 @@ def _test(model: Any, X_test: np.ndarray, y_test: np.ndarray, n_classes: int, *,
     with collect_warnings() as messages, threadpool_limits(limits=1, user_api="blas"):
         start = time.perf_counter()
         predicted = model.predict(X_test)
-        scores = _scores(model, X_test)
-        predict_seconds = time.perf_counter() - start
         probabilities = np.asarray(model.predict_proba(X_test)) if hasattr(model, "predict_proba") else None
+        scores = _scores(model, X_test, probabilities)
+        predict_seconds = time.perf_counter() - start
     test = classification_scores(y_test, predicted, n_classes)
     top5 = top_k_accuracy(y_test, scores, model.classes_) if scores is not None else None
     loss = log_loss(y_test, probabilities, model.classes_) if probabilities is not None else None
@@ -582,13 +582,11 @@ def _misclassified(y_test: np.ndarray, predicted: np.ndarray | None) -> list[lis
     return [[int(r), int(y_test[r]), int(predicted[r])] for r in rows]
 
 
-def _scores(model: Any, X: np.ndarray) -> np.ndarray | None:
-    """Per-class scores for top-k: decision values, else probabilities; None if neither."""
-    for method in ("decision_function", "predict_proba"):
-        if hasattr(model, method):
-            values = np.asarray(getattr(model, method)(X))
-            return values if values.ndim == 2 else None
-    return None
+def _scores(model: Any, X: np.ndarray, probabilities: np.ndarray | None) -> np.ndarray | None:
+    """Per-class scores for top-k: decision values, else the probabilities already
+    computed (a k-NN model's cost a neighbour search); None if neither."""
+    values = np.asarray(model.decision_function(X)) if hasattr(model, "decision_function") else probabilities
+    return values if values is not None and values.ndim == 2 else None
 
 
 def _ranks(means: np.ndarray) -> np.ndarray:
