@@ -273,3 +273,24 @@ def test_auto_on_a_cpu_takes_torch_only_for_large_linear_problems_with_more_rows
             assert (config.solver, device) == (expected, "cpu"), (clf, shape)
         config, device = resolve_solver(FitConfig(clf=clf, solver="torch"), "cpu", shape=small)
         assert config.solver == "torch" and device == "cpu"
+
+
+def test_auto_choosing_scikit_learn_on_a_machine_without_a_gpu_driver_does_not_import_torch() -> None:
+    """Importing torch costs seconds; a CPU-only machine's k-NN (or small linear) fit needs none of it."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        from featx.core.devices import surely_no_gpu
+        from featx.fitting.config import FitConfig
+        from featx.fitting.protocol import resolve_solver
+        if not surely_no_gpu():
+            print("driver")
+            sys.exit(0)
+        choices = [resolve_solver(FitConfig(clf=clf), "auto", shape=(2_000, 64))[0].solver for clf in ("knn", "logreg")]
+        print(choices, "torch" in sys.modules)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    if done.stdout.strip() == "driver":
+        pytest.skip("a GPU driver is loaded here: auto asks torch")
+    assert done.stdout.strip() == "['sklearn', 'sklearn'] False"

@@ -8,7 +8,9 @@ when a device is resolved, never to import this module.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from typing import TYPE_CHECKING
 
 from featx.core.errors import ConfigError, DeviceError
@@ -49,6 +51,19 @@ def resolve_device(spec: str) -> torch.device:
             )
         return device
     raise ConfigError(f"{spec!r} is not a device; use auto, cpu, cuda or cuda:<index>", field="device")
+
+
+#: what a loaded GPU driver leaves on Linux: NVIDIA's kernel module (also inside containers
+#: that pass the GPU through) and AMD's ROCm compute device
+_GPU_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/kfd")
+
+
+def surely_no_gpu() -> bool:
+    """True when this Linux machine has no GPU driver loaded, so ``auto`` is the CPU,
+    known without importing torch (seconds); False when unsure (then ask torch)."""
+    if "torch" in sys.modules or not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(path) for path in _GPU_DRIVER_FILES)
 
 
 def check_device(spec: str) -> str:

@@ -174,18 +174,19 @@ def resolve_solver(config: FitConfig, device: str = "auto", *, shape: tuple[int,
     device = check_device(device)
     if config.solver == "sklearn":
         return config, "cpu"
-    from featx.core.devices import resolve_device
+    from featx.core.devices import resolve_device, surely_no_gpu
     from featx.fitting.accelerated import auto_uses_torch, unsupported
 
-    where = resolve_device(device)
     problem = unsupported(config)
     if config.solver == "torch":
         if problem:
             raise ConfigError(f"{problem}; use solver sklearn", field="solver")
-        return config, str(where)
+        return config, str(resolve_device(device))
     rows, features = shape if shape is not None else (0, 1)
-    chosen = "torch" if problem is None and auto_uses_torch(config.clf, where.type, rows, features) else "sklearn"
-    return config.replace(solver=chosen), str(where) if chosen == "torch" else "cpu"
+    # a CPU choice of scikit-learn need not import torch to find out there is no GPU
+    device_type = "cpu" if device == "cpu" or (device == "auto" and surely_no_gpu()) else resolve_device(device).type
+    chosen = "torch" if problem is None and auto_uses_torch(config.clf, device_type, rows, features) else "sklearn"
+    return config.replace(solver=chosen), str(resolve_device(device)) if chosen == "torch" else "cpu"
 
 
 def find_existing(
