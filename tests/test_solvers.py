@@ -109,6 +109,12 @@ def test_the_linear_solvers_reach_scikit_learns_optimum_on_every_fold(loss: str,
             theirs = objective(loss, own[slot], y[rows], fitted.coef_, fitted.intercept_, C)
             ours = objective(loss, own[slot], y[rows], solution.coef[slot], solution.intercept[slot], C)
             assert ours <= theirs * (1 + 1e-4), (C, slot, ours, theirs)
+            if loss == "squared_hinge":  # the duality gap bounds the distance to the optimum
+                assert solution.gap is not None
+                gap = float(solution.gap[slot])
+                assert gap >= -1e-6 and ours - theirs <= (gap + 1e-6) * ours, (C, slot, gap, ours, theirs)
+            else:
+                assert solution.gap is not None and np.isnan(solution.gap[slot])
             agree = (
                 np.mean(
                     np.argmax(linear.decision(own[slot], solution.coef[slot], solution.intercept[slot]), axis=1)

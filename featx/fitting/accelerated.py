@@ -224,12 +224,14 @@ def _linear(
     scores = np.zeros((len(points), len(folds)))
     solutions: list[tuple[_ProblemSet, linear.Workspace, list[linear.Solution]]] = []
     iterations, gradients, streamed = 0, [], False
+    gaps: list[float] = []
     for problems in _problem_sets(config, X, codes, folds):
         work = linear.Workspace(problems.matrix, device)
         path = linear.solve_path(work, problems.targets, problems.masks, problems.affines, Cs, loss=loss, intercept_scaling=bias)
         for index, solution in enumerate(path):
             iterations += int(solution.iterations.sum())
             gradients.append(float(solution.gradient.max()))
+            gaps.extend(solution.gap.tolist() if solution.gap is not None else [])
             streamed |= solution.streamed
             for slot, (fold, queries, truth) in enumerate(problems.validation):
                 scores[index, fold] = accuracy(
@@ -241,9 +243,13 @@ def _linear(
     final = _whole_split(config, X, codes, solutions, Cs, best, loss=loss, intercept_scaling=bias, device=device)
     iterations += int(final.iterations.sum())
     gradients.append(float(final.gradient.max()))
+    gaps.extend(final.gap.tolist() if final.gap is not None else [])
     model = _linear_model(config, X, y, classes, points[best], final.coef[0], final.intercept[0])
     clock.modelled()
-    info = {"iterations": iterations, "max_gradient": max(gradients, default=0.0), "streamed": streamed or final.streamed}
+    info: dict[str, Any] = {"iterations": iterations, "max_gradient": max(gradients, default=0.0), "streamed": streamed or final.streamed}
+    certified = [gap for gap in gaps if np.isfinite(gap)]
+    if certified:
+        info["max_duality_gap"] = max(certified)
     return scores, model, info
 
 

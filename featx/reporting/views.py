@@ -438,6 +438,10 @@ def solver_text(record: RunRecord) -> str:
             f"{info['iterations']:,} L-BFGS iterations in all, largest final gradient {info.get('max_gradient', 0.0):.1e} "
             "(scikit-learn's lbfgs stops at 1e-4 in these units)"
         )
+    if info.get("max_duality_gap") is not None:
+        parts.append(
+            f"every objective within {info['max_duality_gap']:.1e} of its optimum's (the largest duality gap over the objective, a certified bound)"
+        )
     if info.get("streamed"):
         parts.append("the features streamed to the device in row blocks")
     return "; ".join(parts)

@@ -30,9 +30,13 @@ for the squared hinge as the row is inside the margin or not). Böhning's bound 
 for the softmax, ``2`` for the squared hinge) would over-estimate the curvature many times
 once the rows are fitted. In the eigenbasis of ``X^T X`` the preconditioner is diagonal,
 so applying it costs two ``d x d`` products. The step is backtracked (Armijo) through the
-minimum of a quadratic, per problem: a problem whose step holds keeps its evaluation. Problems are warm-started (along a
-C path, the caller passes the previous solutions). Products run in float32 (TF32 off on
-CUDA), objectives and convergence tests in float64; rows are streamed in blocks when the
+minimum of a quadratic, per problem: a problem whose step holds keeps its evaluation.
+The squared hinge's one-vs-rest outputs are independent problems (objective, gradient and
+curvature are sums over outputs), so each output has its own history, step and stopping
+(:attr:`_Batch.n_blocks`), and stops early at a certified duality gap
+(:func:`_hinge_duality_gap`); the softmax's outputs are coupled and move together.
+Problems are warm-started (along a C path, the caller passes the previous solutions).
+Products run in float32 (TF32 off on CUDA), objectives and convergence tests in float64; rows are streamed in blocks when the
 matrix is too large for the device. Nothing here reads files or knows about featx.
 """
 
@@ -95,6 +99,9 @@ class Solution:
         objective: ``(n_problems,)`` float64 objective value (for the log: it must be no
             higher than scikit-learn's own solution's).
         streamed: the feature matrix was streamed to the device in row blocks.
+        gap: ``(n_problems,)`` the squared hinge's duality gap over its objective: a
+            certified bound of how far above the optimum the objective is (NaN for the
+            logistic loss, whose dual is not evaluated).
     """
 
     coef: np.ndarray
@@ -103,6 +110,7 @@ class Solution:
     gradient: np.ndarray
     objective: np.ndarray
     streamed: bool = False
+    gap: np.ndarray | None = None
 
 
 class Workspace:
@@ -244,9 +252,9 @@ def solve_path(
             batch = _batch(work, y, masks, np.full(len(masks), float(Cs[index])), affines, loss=loss, intercept_scaling=intercept_scaling)
             params = _start(batch, warm)
             tolerance = GRAD_TOL[loss] if grad_tol is None else grad_tol
-            params, iterations, gradient, objective = _lbfgs(batch, params, grad_tol=tolerance, max_iter=max_iter)
+            params, iterations, gradient, objective, gap = _lbfgs(batch, params, grad_tol=tolerance, max_iter=max_iter)
             coef, intercept = _to_own_coordinates(batch, params)
-            warm = Solution(coef, intercept, iterations, gradient, objective, streamed=work.streamed)
+            warm = Solution(coef, intercept, iterations, gradient, objective, streamed=work.streamed, gap=gap)
             solutions[index] = warm
     return [solution for solution in solutions if solution is not None]
 
@@ -536,10 +544,11 @@ def _curvature(batch: _Batch) -> float:
 
 def _lbfgs(
     batch: _Batch, params: tuple[torch.Tensor, torch.Tensor], *, grad_tol: float, max_iter: int
-) -> tuple[tuple[torch.Tensor, torch.Tensor], np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[tuple[torch.Tensor, torch.Tensor], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Batched L-BFGS with a history, step and stopping per problem and block
     (:attr:`_Batch.n_blocks`), Armijo backtracking. Returns per problem the solution, the
-    iterations of its slowest block, its largest gradient and its objective."""
+    iterations of its slowest block, its largest gradient, its objective and its relative
+    duality gap (squared hinge; NaN otherwise)."""
     import torch
 
     W, b = params
@@ -648,10 +657,15 @@ def _lbfgs(
         f = torch.where(progress, f_new, f)
         g = torch.where(moved, g_new, g)
     gradient = g.abs().amax(2).double() / units
+    if batch.loss == "squared_hinge":
+        gap = (_hinge_duality_gap(batch, *unflat(x), *unflat(g), f).sum(1) / f.sum(1).abs().clamp_min(1e-300)).cpu().numpy()
+    else:
+        gap = np.full(P, np.nan)
     W, b = unflat(x)
     return (
         (W.contiguous(), b.contiguous()),
         iterations.amax(1).cpu().numpy(),
         gradient.amax(1).cpu().numpy(),
         f.sum(1).cpu().numpy(),
+        gap,
     )
