@@ -29,10 +29,11 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: allocations below this come from the heap and are reused; above it they are mapped
 #: and unmapped as glibc does by default. Set where it keeps EfficientNet's activation
-#: buffers (at a CPU batch of 32 at 224 px) in the heap but gives VGG's largest ones back:
-#: kept in the heap, those fragment it and the peak grew by more than a batch
-#: (benchmarks/RESULTS.md).
-MMAP_THRESHOLD = 256 << 20
+#: buffers (at a CPU batch of 32 at 224 px: the largest, a padded 96-channel map at
+#: 112 px, just under it) in the heap but gives VGG's two largest sizes (64 channels at
+#: 224 px, 128 at 112) back: kept in the heap, those fragment it and the peak grew by more
+#: than a batch (benchmarks/RESULTS.md).
+MMAP_THRESHOLD = 160 << 20
 #: freed memory at the top of the heap is returned to the kernel only beyond this
 TRIM_THRESHOLD = 1 << 30
 

@@ -60,8 +60,9 @@ Loss = Literal["logistic", "squared_hinge"]
 #: n_rows)); half of it keeps every logistic solution's objective at or below
 #: scikit-learn's (within the tests' 1e-4), also where few rows and many features make the
 #: optimum flat. liblinear's Newton solver ends much nearer its optimum than its tolerance
-#: says, so the squared hinge needs a tighter gradient, or the certified gap of GAP_TOL.
-GRAD_TOL: dict[str, float] = {"logistic": 5e-5, "squared_hinge": 1e-5}
+#: says, so the squared hinge needs a tighter gradient (benchmarks/RESULTS.md), or the
+#: certified gap of GAP_TOL.
+GRAD_TOL: dict[str, float] = {"logistic": 5e-5, "squared_hinge": 5e-6}
 #: the squared hinge (whose dual needs no constraint) also stops once its duality gap, an
 #: upper bound of the distance to the optimum's objective, is at most this fraction of it
 GAP_TOL = 1e-5
@@ -585,9 +586,11 @@ def _lbfgs(
     filled = 0
     for _ in range(max_iter):
         gradient = g.abs().amax(2).double() / units
-        converged |= gradient <= grad_tol
         if batch.loss == "squared_hinge":
-            converged |= _hinge_duality_gap(batch, *unflat(x), *unflat(g), f) <= GAP_TOL * f.abs()
+            relative_gap = _hinge_duality_gap(batch, *unflat(x), *unflat(g), f) / f.abs().clamp_min(1e-300)
+            converged |= (relative_gap <= GAP_TOL) | (gradient <= grad_tol)
+        else:
+            converged |= gradient <= grad_tol
         active = ~(stalled | converged)
         if not bool(active.any()):
             break
