@@ -183,10 +183,10 @@ def resolve_solver(config: FitConfig, device: str = "auto", *, shape: tuple[int,
             raise ConfigError(f"{problem}; use solver sklearn", field="solver")
         return config, str(resolve_device(device))
     rows, features = shape if shape is not None else (0, 1)
-    # a CPU choice of scikit-learn need not import torch to find out there is no GPU
-    device_type = "cpu" if device == "cpu" or (device == "auto" and surely_no_gpu()) else resolve_device(device).type
-    chosen = "torch" if problem is None and auto_uses_torch(config.clf, device_type, rows, features) else "sklearn"
-    return config.replace(solver=chosen), str(resolve_device(device)) if chosen == "torch" else "cpu"
+    # a machine surely without a GPU is a CPU: no torch import (seconds) to find that out
+    where = "cpu" if device == "cpu" or (device == "auto" and surely_no_gpu()) else str(resolve_device(device))
+    chosen = "torch" if problem is None and auto_uses_torch(config.clf, where.split(":")[0], rows, features) else "sklearn"
+    return config.replace(solver=chosen), where if chosen == "torch" else "cpu"
 
 
 def find_existing(

@@ -36,8 +36,8 @@ curvature are sums over outputs), so each output has its own history, step and s
 (:attr:`_Batch.n_blocks`), and stops early at a certified duality gap
 (:func:`_hinge_duality_gap`); the softmax's outputs are coupled and move together.
 Problems are warm-started (along a C path, the caller passes the previous solutions).
-Products run in float32 (TF32 off on CUDA), objectives and convergence tests in float64; rows are streamed in blocks when the
-matrix is too large for the device. Nothing here reads files or knows about featx.
+Products run in float32 (TF32 off on CUDA), objectives and convergence tests in float64;
+rows are streamed in blocks when the matrix is too large for the device. Nothing here reads files or knows about featx.
 """
 
 from __future__ import annotations
@@ -191,7 +191,9 @@ class _Batch:
 
     def assume_curvature(self, curvature: torch.Tensor) -> None:
         """Precondition with the loss's second derivative ``curvature`` ``(P, B)`` per row
-        (the Hessian of the data term taken as ``C c n_rows X^T X / n``)."""
+        (the Hessian of the data term taken as ``C c n_rows X^T X / n``), kept above a
+        millionth of the loss's bound (fitted rows alone would make it zero)."""
+        curvature = curvature.clamp_min(1e-6 * _curvature(self))
         self.curvature = curvature
         strength = self.C.view(-1, 1) * curvature * self.row_counts.view(-1, 1)
         self.inverse_curvature = (1.0 / (1.0 + strength.unsqueeze(2) * self.work.eigenvalues.view(1, 1, -1))).float()
@@ -572,7 +574,7 @@ def _lbfgs(
 
     everyone = torch.ones(P, dtype=torch.bool, device=batch.device)
     f, gW, gb = _value_grad(batch, W, b, everyone)
-    batch.assume_curvature(batch.observed_curvature.clamp_min(1e-6 * _curvature(batch)))
+    batch.assume_curvature(batch.observed_curvature)
     g = flat(gW, gb)
     x = flat(W, b)
     units = (batch.C * batch.row_counts).view(P, 1)  # scikit-learn's gradient is ours / (C n)
@@ -654,8 +656,7 @@ def _lbfgs(
         history_rho[0] = torch.where(good, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy))
         filled = min(filled + 1, HISTORY)
         if bool(progress.any()):
-            floor = 1e-6 * _curvature(batch)
-            batch.assume_curvature(torch.where(progress, batch.observed_curvature.clamp_min(floor), batch.curvature))
+            batch.assume_curvature(torch.where(progress, batch.observed_curvature, batch.curvature))
         x = torch.where(moved, trial, x)
         f = torch.where(progress, f_new, f)
         g = torch.where(moved, g_new, g)
