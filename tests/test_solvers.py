@@ -129,6 +129,25 @@ def test_the_linear_solvers_reach_scikit_learns_optimum_on_every_fold(loss: str,
             assert agree >= 0.97, (C, slot, agree)
 
 
+@pytest.mark.parametrize("loss", ["logistic", "squared_hinge"])
+@pytest.mark.parametrize("by_fold", [True, False], ids=["runs of rows", "masked rows"])
+def test_row_blocks_reach_the_same_optimum_as_the_whole_matrix(loss: str, by_fold: bool) -> None:
+    """The products a matrix too large for the device is streamed in: blocks that cut
+    through the folds' runs of rows (or the masks) must sum to the whole matrix's answer."""
+    X, y = features(300, 12, 10, seed=7)
+    matrix, y, folds, affines, _ = shared_problems(X, y, "standard", by_fold=by_fold)
+    masks = np.zeros((len(folds), len(y)), dtype=bool)
+    for slot, rows in enumerate(folds):
+        masks[slot, rows] = True
+    whole, blocked = (
+        linear.solve_path(linear.Workspace(matrix, block_rows=rows), y, masks, affines, [0.01, 1.0], loss=loss)  # type: ignore[arg-type]
+        for rows in (None, 37)
+    )
+    for ours, theirs in zip(blocked, whole):
+        np.testing.assert_allclose(ours.objective, theirs.objective, rtol=1e-5)
+        np.testing.assert_allclose(ours.coef, theirs.coef, rtol=1e-2, atol=1e-3 * np.abs(theirs.coef).max())
+
+
 @pytest.mark.parametrize("clf", ["logreg", "linearsvc"])
 @pytest.mark.parametrize("pca", [None, 6])
 def test_a_torch_fit_chooses_scikit_learns_grid_point_and_saves_a_plain_pipeline(
@@ -254,6 +273,18 @@ def test_cuda_solutions_reach_the_optimum_with_tf32_off(loss: str, monkeypatch: 
             fitted = reference(loss, C).fit(own[slot], y[rows])
             theirs = objective(loss, own[slot], y[rows], fitted.coef_, fitted.intercept_, C)
             assert objective(loss, own[slot], y[rows], solution.coef[slot], solution.intercept[slot], C) <= theirs * (1 + 1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_a_matrix_too_large_for_the_gpu_is_streamed_and_says_so(feature_file: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = feature_file(name="probe", n_train=600, n_test=150, dim=32, n_classes=5, separation=1.0, seed=6)
+    grid = {"C": [1e-3, 0.1, 1.0]}
+    kept = featx.fit(path, FitConfig(clf="logreg", grid=grid, cv=3, solver="torch"), n_jobs=1, device="cuda", save=False)
+    monkeypatch.setattr(linear, "DEVICE_BUDGET", 0.0)
+    streamed = featx.fit(path, FitConfig(clf="logreg", grid=grid, cv=3, solver="torch"), n_jobs=1, device="cuda", save=False)
+    assert streamed.solver_info["streamed"] and not kept.solver_info["streamed"]
+    assert streamed.best_params == kept.best_params and streamed.test_accuracy == pytest.approx(kept.test_accuracy, abs=0.01)
 
 
 @pytest.mark.gpu

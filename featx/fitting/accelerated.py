@@ -154,12 +154,15 @@ def search(
     problem = unsupported(config)
     if problem:
         raise ConfigError(f"{problem}; use solver sklearn", field="solver")
+    from featx.fitting.solvers.linear import cpu_threads
+
     where = torch.device(device)
     clock = _Clock()
-    if config.clf == "knn":
-        scores, model, info = _knn(config, X, y, folds, points, device=where, clock=clock)
-    else:
-        scores, model, info = _linear(config, X, y, folds, points, device=where, clock=clock)
+    with cpu_threads(where, X.size):
+        if config.clf == "knn":
+            scores, model, info = _knn(config, X, y, folds, points, device=where, clock=clock)
+        else:
+            scores, model, info = _linear(config, X, y, folds, points, device=where, clock=clock)
     return AcceleratedSearch(
         scores, model, clock.search_seconds, clock.model_seconds, {"solver": "torch", "device": describe_device(where), **info}
     )

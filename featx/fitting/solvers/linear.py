@@ -70,6 +70,10 @@ MAX_ITER = 1000
 HISTORY = 10
 #: bytes of the feature matrix kept on a CUDA device at once; larger matrices are streamed
 DEVICE_BUDGET = 0.6
+#: a CPU solve of fewer values (rows x features) than this runs on one thread: its products
+#: are too small for intra-op parallelism to pay, and on a loaded machine every parallel
+#: operation waits for a descheduled thread (benchmarks/RESULTS.md)
+SINGLE_THREAD_VALUES = 2_000_000
 #: rows are grouped into runs of the same problems (see :class:`_Run`) when there are at most
 #: this many runs; beyond it, every problem's product covers every row and masks apply
 MAX_RUNS = 64
@@ -123,9 +127,11 @@ class Workspace:
             over all rows: that conditions the problems).
         device: where to solve. On CUDA the matrix is copied once when it fits in
             :data:`DEVICE_BUDGET` of the free memory, else streamed in row blocks.
+        block_rows: rows per product (at least 1); None: every row when the matrix is on
+            the device, else as many as a quarter of the device's free memory holds.
     """
 
-    def __init__(self, X: np.ndarray, device: torch.device | str = "cpu") -> None:
+    def __init__(self, X: np.ndarray, device: torch.device | str = "cpu", *, block_rows: int | None = None) -> None:
         import torch
 
         self.device = torch.device(device)
@@ -134,7 +140,9 @@ class Workspace:
         on_device = self.device.type != "cuda" or X.nbytes <= DEVICE_BUDGET * _free_bytes(self.device)
         self.streamed = not on_device
         self.X = host.to(self.device) if on_device else host.pin_memory()
-        self.block_rows = n if on_device else max(1024, int(_free_bytes(self.device) * 0.25 // max(1, 4 * d)))
+        if block_rows is None:
+            block_rows = n if on_device else max(1024, int(_free_bytes(self.device) * 0.25 // max(1, 4 * d)))
+        self.block_rows = max(1, block_rows)
         # CPU BLAS multiplies a transposed operand several times slower in the gradient's
         # X^T dZ than a contiguous copy of X^T; CUDA's does not care
         self.XT = self.X.T.contiguous() if self.device.type == "cpu" else None
@@ -250,7 +258,7 @@ def solve_path(
         (scikit-learn's ``coef_`` and ``intercept_`` of an estimator fitted on ``x'``).
     """
     solutions: list[Solution | None] = [None] * len(Cs)
-    with _exact_matmul():
+    with _exact_matmul(), cpu_threads(work.device, work.X.numel()):
         for index in np.argsort(np.asarray(Cs, dtype=np.float64), kind="stable"):
             batch = _batch(work, y, masks, np.full(len(masks), float(Cs[index])), affines, loss=loss, intercept_scaling=intercept_scaling)
             params = _start(batch, warm)
@@ -307,6 +315,23 @@ def decision(X: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarr
 
 
 # --------------------------------------------------------------------------- setting up
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device | str, n_values: int) -> Iterator[None]:
+    """One intra-op thread for a CPU problem of fewer than :data:`SINGLE_THREAD_VALUES`
+    values; torch's setting (process-wide) is restored after. CUDA work is left alone."""
+    import torch
+
+    if torch.device(device).type != "cpu" or n_values >= SINGLE_THREAD_VALUES or torch.get_num_threads() == 1:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 @contextlib.contextmanager
