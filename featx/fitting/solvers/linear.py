@@ -547,6 +547,9 @@ def _hinge_duality_gap(
     ``1/2 ||w||^2 + C sum_i max(0, 1 - y_i w.x_i)^2`` at ``a_i = 2 C max(0, 1 - y_i w.x_i)``
     (always feasible: ``a >= 0``) is ``sum a - 1/2 ||v||^2 - sum a^2 / (4 C)`` with
     ``v = sum_i a_i y_i x_i = w - grad``: every term comes from the evaluation at ``W, b``.
+    Every ``t a`` (``t >= 0``) is feasible too, and the dual is a concave quadratic in
+    ``t``: its maximum ``(sum a)^2 / (2 Q)``, ``Q = ||v||^2 + sum a^2 / (2 C)``, is the
+    bound used (tighter away from the optimum, where ``t = 1``).
     """
     P, d, k = W.shape
     scale, shift, s = batch.penalty.sqrt().view(P, d, 1), batch.coupling.view(P, d, 1), batch.bias_scale
@@ -556,9 +559,10 @@ def _hinge_duality_gap(
     v = w - ((gW - shift * gb.view(P, 1, k)) / scale).double()
     v_b = w_b - s * gb.double()
     C = batch.C.view(P, 1)
-    squares = f - 0.5 * ((w * w).sum(1) + w_b * w_b)  # C sum max(0, 1 - y z)^2
-    dual = 2.0 * C * batch.margin_sums - 0.5 * ((v * v).sum(1) + v_b * v_b) - squares
-    return f - dual
+    squares = f - 0.5 * ((w * w).sum(1) + w_b * w_b)  # C sum max(0, 1 - y z)^2 = sum a^2 / (4 C)
+    alphas = 2.0 * C * batch.margin_sums  # sum a
+    quadratic = (v * v).sum(1) + v_b * v_b + 2.0 * squares
+    return f - alphas * alphas / (2.0 * quadratic.clamp_min(1e-300))
 
 
 def _curvature(batch: _Batch) -> float:
