@@ -32,6 +32,7 @@ from featx.fitting.records import load_model
 from featx.fitting.solvers import linear
 from featx.fitting.solvers.linear import objective
 from featx.fitting.solvers.neighbors import nearest
+from featx.reporting.views import solver_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA = pytest.importorskip("torch").cuda.is_available()
@@ -171,6 +172,12 @@ def test_a_torch_fit_chooses_scikit_learns_grid_point_and_saves_a_plain_pipeline
         objective(loss, fitted[:-1].transform(X), y, fitted[-1].coef_, fitted[-1].intercept_, C) for fitted in (model, refitted)
     )
     assert ours_objective <= theirs_objective * (1 + 1e-4)
+    if clf == "linearsvc":  # the model's certified gap bounds its distance to liblinear's refit
+        gap = ours.solver_info["model_duality_gap"]
+        assert 0 <= gap <= ours.solver_info["max_duality_gap"] and ours_objective - theirs_objective <= (gap + 1e-6) * ours_objective
+        assert f"the model's objective within {gap:.1e}" in solver_text(ours)
+    else:
+        assert "model_duality_gap" not in ours.solver_info and "duality" not in solver_text(ours)
 
 
 def test_the_saved_torch_model_predicts_without_torch(feature_file: Callable[..., Path]) -> None:
@@ -223,6 +230,34 @@ def test_knn_on_torch_picks_scikit_learns_point(feature_file: Callable[..., Path
     assert ours.best_params == theirs.best_params and ours.test_accuracy == theirs.test_accuracy
     for a, b in zip(ours.cv_results, theirs.cv_results):
         assert a.fold_scores == pytest.approx(b.fold_scores, abs=1 / 100)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+@pytest.mark.parametrize("pca", [None, 5])
+def test_knn_on_torch_scores_the_test_split_as_the_saved_model_does(
+    feature_file: Callable[..., Path], weights: str, pca: int | None
+) -> None:
+    """The test split's neighbours come from the device's search, not from a second search by
+    the saved KNeighborsClassifier: its predictions, top-5 and log-loss must be the model's."""
+    path = feature_file(name="probe", n_train=400, n_test=120, dim=12, n_classes=10, separation=0.5, seed=8)
+    grid = {"n_neighbors": [4, 9], "weights": [weights], "metric": ["cosine"]}
+
+    def searched_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the saved model searched the test split again")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(KNeighborsClassifier, "predict", searched_again)
+        patch.setattr(KNeighborsClassifier, "predict_proba", searched_again)
+        ours = featx.fit(path, FitConfig(clf="knn", grid=grid, cv=3, solver="torch", pca=pca), n_jobs=1, device="cpu", save=False)
+    theirs = featx.fit(path, FitConfig(clf="knn", grid=grid, cv=3, solver="sklearn", pca=pca), n_jobs=1, save=False)
+    assert ours.best_params == theirs.best_params
+    assert (ours.test_accuracy, ours.misclassified, ours.top5_accuracy) == (
+        theirs.test_accuracy,
+        theirs.misclassified,
+        theirs.top5_accuracy,
+    )
+    assert ours.log_loss == pytest.approx(theirs.log_loss, rel=1e-6)  # the same weights, summed in another order
+    assert 0.15 < ours.test_accuracy < 1.0 and ours.top5_accuracy is not None and ours.top5_accuracy < 1.0
 
 
 def test_solver_choice_and_what_torch_does_not_serve(feature_file: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:

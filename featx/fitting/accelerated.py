@@ -35,7 +35,7 @@ import numpy as np
 from featx.core.errors import ConfigError
 from featx.fitting.classifiers import Scale, build_pipeline, make_scaler
 from featx.fitting.metrics import accuracy
-from featx.fitting.search import Fold, Point, best_index, neighbour_vote, neighbour_weights
+from featx.fitting.search import Fold, Point, best_index, neighbour_vote, neighbour_votes, neighbour_weights
 
 if TYPE_CHECKING:
     import torch
@@ -100,6 +100,11 @@ class AcceleratedSearch:
         seconds: wall time of the cross-validation.
         model_seconds: wall time of the model at the chosen point (the whole split's solve).
         info: how it ran: solver, device, iterations, final gradient, streamed, for the record.
+        test_votes: k-NN with test rows given: ``(n_test, n_classes)`` the chosen point's
+            summed neighbour weights per class of ``model.classes_``, from the search on the
+            device (``predict`` is their argmax, ``predict_proba`` them normalised); None
+            otherwise.
+        test_seconds: wall time of ``test_votes``.
     """
 
     fold_scores: np.ndarray
@@ -107,6 +112,8 @@ class AcceleratedSearch:
     seconds: float
     model_seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    test_votes: np.ndarray | None = None
+    test_seconds: float = 0.0
 
 
 def unsupported(config: FitConfig) -> str | None:
@@ -130,7 +137,14 @@ def unsupported(config: FitConfig) -> str | None:
 
 
 def search(
-    config: FitConfig, X: np.ndarray, y: np.ndarray, folds: Sequence[Fold], points: Sequence[Point], *, device: str
+    config: FitConfig,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[Fold],
+    points: Sequence[Point],
+    *,
+    device: str,
+    X_test: np.ndarray | None = None,
 ) -> AcceleratedSearch:
     """Cross-validate every grid point of ``config`` on the device; fit the chosen point.
 
@@ -140,6 +154,9 @@ def search(
         folds: ``(train_indices, val_indices)`` pairs.
         points: the grid points, in GridSearchCV's order.
         device: where to solve.
+        X_test: test rows whose k-NN votes to compute on the device as well (a fitted
+            ``KNeighborsClassifier`` would search them again with scikit-learn on the CPU);
+            ignored by the linear models, whose predictions are one cheap product.
 
     Returns:
         The fold scores, the fitted Pipeline at the chosen point, and how it ran.
@@ -158,13 +175,24 @@ def search(
 
     where = torch.device(device)
     clock = _Clock()
+    votes, test_seconds = None, 0.0
     with cpu_threads(where, X.size):
         if config.clf == "knn":
             scores, model, info = _knn(config, X, y, folds, points, device=where, clock=clock)
+            if X_test is not None:
+                started = time.perf_counter()
+                votes = _knn_votes(model, X, y, X_test, device=where)
+                test_seconds = time.perf_counter() - started
         else:
             scores, model, info = _linear(config, X, y, folds, points, device=where, clock=clock)
     return AcceleratedSearch(
-        scores, model, clock.search_seconds, clock.model_seconds, {"solver": "torch", "device": describe_device(where), **info}
+        scores,
+        model,
+        clock.search_seconds,
+        clock.model_seconds,
+        {"solver": "torch", "device": describe_device(where), **info},
+        test_votes=votes,
+        test_seconds=test_seconds,
     )
 
 
@@ -253,6 +281,8 @@ def _linear(
     certified = [gap for gap in gaps if np.isfinite(gap)]
     if certified:
         info["max_duality_gap"] = max(certified)
+    if final.gap is not None and np.isfinite(final.gap[0]):
+        info["model_duality_gap"] = float(final.gap[0])  # the saved model's (the largest is often a large C's, loose)
     return scores, model, info
 
 
@@ -432,3 +462,17 @@ def _knn(
     model = build_pipeline(config.spec, scale=config.scale, pca=config.pca, seed=config.seed, params=points[best]).fit(X, y)
     clock.modelled()
     return scores, model, {}
+
+
+def _knn_votes(model: Pipeline, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, *, device: torch.device) -> np.ndarray:
+    """The fitted k-NN Pipeline's summed neighbour weights per class for ``X_test``
+    ``(n_test, n_classes)``, its neighbours found on the device: scikit-learn's vote
+    (:func:`featx.fitting.search.neighbour_vote`) without its CPU search."""
+    from featx.fitting.solvers.neighbors import nearest
+
+    estimator = model.steps[-1][1]
+    prefix = model[:-1] if len(model.steps) > 1 else None
+    train, queries = (X, X_test) if prefix is None else (prefix.transform(X), prefix.transform(X_test))
+    distances, neighbours = nearest(train, queries, int(estimator.n_neighbors), metric=estimator.metric, device=device)
+    labels = np.searchsorted(estimator.classes_, y)
+    return neighbour_votes(labels[neighbours], neighbour_weights(distances.astype(np.float64), estimator.weights), len(estimator.classes_))

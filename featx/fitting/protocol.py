@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -49,6 +49,9 @@ from featx.fitting.records import (
 )
 from featx.fitting.search import best_index, collect_warnings, cross_validate_grid, fold_workers, search_points, stratified_folds
 from featx.fitting.statistics import INTERVAL_METHOD, confused_pairs, wilson_interval
+
+if TYPE_CHECKING:
+    from featx.fitting.accelerated import AcceleratedSearch
 
 log = logging.getLogger(__name__)
 
@@ -282,8 +285,17 @@ def fit(
         len(data.class_names),
     )
     if config.solver == "torch":
-        search, model, fit_seconds = _accelerated(config, data, device=plan.device)
-        test = _test(model, data.X_test, data.y_test, len(data.class_names), fit_seconds=fit_seconds)
+        search, solved = _accelerated(config, data, device=plan.device)
+        model = solved.model
+        test = _test(
+            model,
+            data.X_test,
+            data.y_test,
+            len(data.class_names),
+            fit_seconds=solved.model_seconds,
+            votes=solved.test_votes,
+            votes_seconds=solved.test_seconds,
+        )
     else:
         search = _cross_validate(config, data, n_jobs=n_jobs)
         model, test = _refit_and_test(config, search.best_params, data.X, data.y, data.X_test, data.y_test, len(data.class_names))
@@ -424,9 +436,10 @@ def _cross_validate(config: FitConfig, data: _Data, *, n_jobs: int) -> _Search:
     return search
 
 
-def _accelerated(config: FitConfig, data: _Data, *, device: str) -> tuple[_Search, Any, float]:
+def _accelerated(config: FitConfig, data: _Data, *, device: str) -> tuple[_Search, AcceleratedSearch]:
     """Every fold and grid point on the torch solvers, then the model at the chosen point
-    (the whole split solved by them too: its time is the record's refit time)."""
+    (the whole split solved by them too: its time is the record's refit time) and, for
+    k-NN, the test split's votes from the device's search."""
     from featx.fitting.accelerated import search
 
     folds = stratified_folds(data.y, config.cv, config.seed)
@@ -435,7 +448,7 @@ def _accelerated(config: FitConfig, data: _Data, *, device: str) -> tuple[_Searc
     log.info("searching %d grid point(s) x %d folds with the torch solvers on %s", len(points), len(folds), device)
     with collect_warnings() as messages:
         try:
-            found = search(config, data.X, data.y, folds, points, device=device)
+            found = search(config, data.X, data.y, folds, points, device=device, X_test=data.X_test)
         except (ValueError, RuntimeError, np.linalg.LinAlgError) as error:
             raise FitError(f"{config.clf} failed during cross-validation: {error}") from error
     result = _Search(points=points, fold_scores=found.fold_scores, seconds=found.seconds, warnings=messages, solver_info=found.info)
@@ -447,7 +460,7 @@ def _accelerated(config: FitConfig, data: _Data, *, device: str) -> tuple[_Searc
         result.stds[best],
         result.seconds,
     )
-    return result, found.model, found.model_seconds
+    return result, found
 
 
 def _refit_and_test(
@@ -468,8 +481,31 @@ def _refit_and_test(
     return model, replace(test, warnings=messages + test.warnings)
 
 
-def _test(model: Any, X_test: np.ndarray, y_test: np.ndarray, n_classes: int, *, fit_seconds: float) -> _Test:
-    """Score the test split once with the fitted model."""
+def _test(
+    model: Any,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    *,
+    fit_seconds: float,
+    votes: np.ndarray | None = None,
+    votes_seconds: float = 0.0,
+) -> _Test:
+    """Score the test split once with the fitted model, or with a k-NN model's ``votes``
+    per class of ``model.classes_`` already found (``votes_seconds`` then is the predict time)."""
+    if votes is not None:
+        voted = model.classes_[np.argmax(votes, axis=1)]
+        total = votes.sum(axis=1, keepdims=True)
+        shares = votes / np.where(total == 0.0, 1.0, total)
+        return _Test(
+            classification_scores(y_test, voted, n_classes),
+            top_k_accuracy(y_test, shares, model.classes_),
+            fit_seconds,
+            votes_seconds,
+            [],
+            predicted=np.asarray(voted),
+            log_loss=log_loss(y_test, shares, model.classes_),
+        )
     with collect_warnings() as messages, threadpool_limits(limits=1, user_api="blas"):
         start = time.perf_counter()
         predicted = model.predict(X_test)

@@ -167,24 +167,27 @@ def neighbour_weights(distances: np.ndarray, weights: str) -> np.ndarray:
     return inverse.astype(np.float64)
 
 
-def neighbour_vote(neighbour_labels: np.ndarray, weights: np.ndarray, n_classes: int) -> np.ndarray:
-    """The class with the largest summed weight, ties to the lowest class index.
+def neighbour_votes(neighbour_labels: np.ndarray, weights: np.ndarray, n_classes: int) -> np.ndarray:
+    """Each class's summed neighbour weight: ``(n_queries, n_classes)`` float64.
 
     Sums in the same order and precision as scikit-learn's ``weighted_mode``, so a
-    near-tie resolves the same way.
+    near-tie resolves the same way. Normalised per row, they are ``predict_proba``.
 
     Args:
         neighbour_labels: ``(n_queries, k)`` class indices of the neighbours.
         weights: ``(n_queries, k)`` float64 weights.
         n_classes: number of classes.
-
-    Returns:
-        ``(n_queries,)`` predicted class indices.
     """
     votes = np.empty((neighbour_labels.shape[0], n_classes))
     for c in range(n_classes):
         votes[:, c] = np.sum(np.where(neighbour_labels == c, weights, 0.0), axis=1)
-    return np.argmax(votes, axis=1)
+    return votes
+
+
+def neighbour_vote(neighbour_labels: np.ndarray, weights: np.ndarray, n_classes: int) -> np.ndarray:
+    """The class with the largest summed weight (:func:`neighbour_votes`), ties to the
+    lowest class index: ``(n_queries,)`` class indices."""
+    return np.argmax(neighbour_votes(neighbour_labels, weights, n_classes), axis=1)
 
 
 def search_knn(
