@@ -332,23 +332,23 @@ def test_cuda_fit_and_knn(feature_file: Callable[..., Path]) -> None:
         assert ours.solver_info["device"].startswith("cuda") and ours.best_params == theirs.best_params
 
 
-def test_auto_on_a_cpu_takes_torch_only_for_large_linear_problems_with_more_rows_than_features() -> None:
+def test_auto_on_a_cpu_takes_torch_only_for_large_problems_and_linear_ones_with_more_rows_than_features() -> None:
     from featx.fitting.accelerated import CPU_TORCH_MIN_VALUES
     from featx.fitting.protocol import resolve_solver
 
-    large, wide, small = (50_000, 1_280), (1_200, 1_280), (2_000, 64)
-    assert large[0] * large[1] >= CPU_TORCH_MIN_VALUES
+    large, wide, large_and_wide, small = (50_000, 1_280), (1_200, 1_280), (4_000, 4_096), (2_000, 64)
+    assert min(large[0] * large[1], large_and_wide[0] * large_and_wide[1]) >= CPU_TORCH_MIN_VALUES
     for clf in ("logreg", "linearsvc", "knn"):
-        for shape in (None, wide, small, large):
+        for shape in (None, wide, small, large, large_and_wide):
             config, device = resolve_solver(FitConfig(clf=clf), "cpu", shape=shape)
-            expected = "torch" if shape == large and clf != "knn" else "sklearn"
+            expected = "torch" if shape == large or (shape == large_and_wide and clf == "knn") else "sklearn"
             assert (config.solver, device) == (expected, "cpu"), (clf, shape)
         config, device = resolve_solver(FitConfig(clf=clf, solver="torch"), "cpu", shape=small)
         assert config.solver == "torch" and device == "cpu"
 
 
 def test_auto_choosing_scikit_learn_on_a_machine_without_a_gpu_driver_does_not_import_torch() -> None:
-    """Importing torch costs seconds; a CPU-only machine's k-NN (or small linear) fit needs none of it."""
+    """Importing torch costs seconds; a CPU-only machine's small k-NN or linear fit needs none of it."""
     probe = textwrap.dedent(
         """
         import sys

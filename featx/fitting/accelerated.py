@@ -65,10 +65,10 @@ LINEAR_OBJECTIVES: dict[str, tuple[Loss, dict[str, tuple[Any, ...]]]] = {
     ),
 }
 SUPPORTED = (*LINEAR_OBJECTIVES, "knn")
-#: what ``solver=auto`` may run on the torch solvers, per device type: everything they serve
-#: on CUDA; on a CPU the linear classifiers, and only on large problems with more rows than
-#: features (:func:`auto_uses_torch`). k-NN stays with scikit-learn on a CPU.
-AUTO_TORCH: dict[str, frozenset[str]] = {"cuda": frozenset(SUPPORTED), "cpu": frozenset(LINEAR_OBJECTIVES)}
+#: what ``solver=auto`` may run on the torch solvers, per device type: everything they serve;
+#: on a CPU only large problems, and for the linear classifiers only with more rows than
+#: features (:func:`auto_uses_torch`)
+AUTO_TORCH: dict[str, frozenset[str]] = {"cuda": frozenset(SUPPORTED), "cpu": frozenset(SUPPORTED)}
 #: a CPU problem below this many training values (rows x features) stays with scikit-learn:
 #: both take seconds there, and the torch solvers' fixed costs do not amortise
 CPU_TORCH_MIN_VALUES = 10_000_000
@@ -77,9 +77,10 @@ CPU_TORCH_MIN_VALUES = 10_000_000
 def auto_uses_torch(clf: str, device_type: str, n_rows: int, n_features: int) -> bool:
     """Whether ``solver=auto`` runs ``clf`` on the torch solvers (benchmarks/RESULTS.md).
 
-    On CUDA every classifier they serve. On a CPU logistic regression and LinearSVC when
-    the training split has at least as many rows as features and ``CPU_TORCH_MIN_VALUES``
-    values: there one batched solve beats the per-fold lbfgs and liblinear's refit, while
+    On CUDA every classifier they serve. On a CPU every one when the training split has
+    ``CPU_TORCH_MIN_VALUES`` values: there one batched solve beats the per-fold lbfgs and
+    liblinear's refit, and k-NN's float32 searches (one of them scoring the test split)
+    beat scikit-learn's; and the linear ones only with at least as many rows as features:
     few rows of many features (the demo's 1,200 x 1,280) converge slowly in the torch
     solvers and take seconds with scikit-learn.
     """
@@ -87,7 +88,7 @@ def auto_uses_torch(clf: str, device_type: str, n_rows: int, n_features: int) ->
         return False
     if device_type != "cpu":
         return True
-    return n_rows >= n_features and n_rows * n_features >= CPU_TORCH_MIN_VALUES
+    return n_rows * n_features >= CPU_TORCH_MIN_VALUES and (clf == "knn" or n_rows >= n_features)
 
 
 @dataclass(frozen=True)
