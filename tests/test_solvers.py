@@ -93,15 +93,21 @@ def shared_problems(
     return matrix, y, folds, affines, own
 
 
+def fold_masks(folds: list[np.ndarray], n: int) -> np.ndarray:
+    """``(n_problems, n)`` bool: each problem's rows (the solvers' ``masks``)."""
+    masks = np.zeros((len(folds), n), dtype=bool)
+    for slot, rows in enumerate(folds):
+        masks[slot, rows] = True
+    return masks
+
+
 @pytest.mark.parametrize("loss", ["logistic", "squared_hinge"])
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_the_linear_solvers_reach_scikit_learns_optimum_on_every_fold(loss: str, case: str) -> None:
     n, d, n_classes, scale = CASES[case]
     X, y = features(n, d, n_classes, seed=n + d)
     matrix, y, folds, affines, own = shared_problems(X, y, scale, by_fold=n_classes == 10)
-    masks = np.zeros((len(folds), n), dtype=bool)
-    for slot, rows in enumerate(folds):
-        masks[slot, rows] = True
+    masks = fold_masks(folds, n)
     Cs = [1e-3, 0.1, 1.0]
     path = linear.solve_path(linear.Workspace(matrix), y, masks, affines, Cs, loss=loss)  # type: ignore[arg-type]
     for C, solution in zip(Cs, path):
@@ -137,9 +143,7 @@ def test_row_blocks_reach_the_same_optimum_as_the_whole_matrix(loss: str, by_fol
     through the folds' runs of rows (or the masks) must sum to the whole matrix's answer."""
     X, y = features(300, 12, 10, seed=7)
     matrix, y, folds, affines, _ = shared_problems(X, y, "standard", by_fold=by_fold)
-    masks = np.zeros((len(folds), len(y)), dtype=bool)
-    for slot, rows in enumerate(folds):
-        masks[slot, rows] = True
+    masks = fold_masks(folds, len(y))
     whole, blocked = (
         linear.solve_path(linear.Workspace(matrix, block_rows=rows), y, masks, affines, [0.01, 1.0], loss=loss)  # type: ignore[arg-type]
         for rows in (None, 37)
@@ -289,9 +293,7 @@ def test_cuda_solutions_reach_the_optimum_with_tf32_off(loss: str, monkeypatch: 
 
     X, y = features(2000, 64, 10, seed=3)
     matrix, y, folds, affines, own = shared_problems(X, y, "standard", by_fold=True)
-    masks = np.zeros((len(folds), len(y)), dtype=bool)
-    for slot, rows in enumerate(folds):
-        masks[slot, rows] = True
+    masks = fold_masks(folds, len(y))
     seen = []
     original = linear._value_grad
 

@@ -493,25 +493,19 @@ def _test(
 ) -> _Test:
     """Score the test split once with the fitted model, or with a k-NN model's ``votes``
     per class of ``model.classes_`` already found (``votes_seconds`` then is the predict time)."""
-    if votes is not None:
-        voted = model.classes_[np.argmax(votes, axis=1)]
+    messages: list[str] = []
+    if votes is None:
+        with collect_warnings() as messages, threadpool_limits(limits=1, user_api="blas"):
+            start = time.perf_counter()
+            predicted = model.predict(X_test)
+            probabilities = np.asarray(model.predict_proba(X_test)) if hasattr(model, "predict_proba") else None
+            scores = _scores(model, X_test, probabilities)
+            predict_seconds = time.perf_counter() - start
+    else:  # predict is the votes' argmax, predict_proba the votes normalised
+        predicted = model.classes_[np.argmax(votes, axis=1)]
         total = votes.sum(axis=1, keepdims=True)
-        shares = votes / np.where(total == 0.0, 1.0, total)
-        return _Test(
-            classification_scores(y_test, voted, n_classes),
-            top_k_accuracy(y_test, shares, model.classes_),
-            fit_seconds,
-            votes_seconds,
-            [],
-            predicted=np.asarray(voted),
-            log_loss=log_loss(y_test, shares, model.classes_),
-        )
-    with collect_warnings() as messages, threadpool_limits(limits=1, user_api="blas"):
-        start = time.perf_counter()
-        predicted = model.predict(X_test)
-        probabilities = np.asarray(model.predict_proba(X_test)) if hasattr(model, "predict_proba") else None
-        scores = _scores(model, X_test, probabilities)
-        predict_seconds = time.perf_counter() - start
+        probabilities = scores = votes / np.where(total == 0.0, 1.0, total)
+        predict_seconds = votes_seconds
     test = classification_scores(y_test, predicted, n_classes)
     top5 = top_k_accuracy(y_test, scores, model.classes_) if scores is not None else None
     loss = log_loss(y_test, probabilities, model.classes_) if probabilities is not None else None
